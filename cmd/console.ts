@@ -1,0 +1,139 @@
+/**
+ * User interaction shared by the console tools (plink, pscp, psftp): the -v event log and
+ * prompts on the controlling terminal, fatal errors as one line, exit.
+ */
+
+import type { HostKeyQuestion, Interaction } from "../lib/connect.ts";
+
+const enc = new TextEncoder();
+
+export function writeErr(text: string): void {
+  try {
+    Deno.stderr.writeSync(enc.encode(text));
+  } catch { /* stderr gone */ }
+}
+
+/** Prints "FATAL ERROR: ..." (PuTTY's wording) and exits 1. */
+export function fatal(message: string, code = 1): never {
+  writeErr(`FATAL ERROR: ${message}\n`);
+  Deno.exit(code);
+}
+
+/** Prints "<tool>: message" for usage errors and exits 1. */
+export function usageError(tool: string, message: string): never {
+  writeErr(`${tool}: ${message}\n`);
+  Deno.exit(1);
+}
+
+function openTty(): Deno.FsFile | undefined {
+  try {
+    return Deno.openSync("/dev/tty", { read: true, write: true });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads one line from the terminal. With echo off the terminal is put in raw mode and we do the
+ * line editing (backspace, ^U, ^C) ourselves.
+ */
+export async function readTtyLine(prompt: string, echo: boolean): Promise<string | undefined> {
+  const tty = openTty();
+  if (!tty) return undefined;
+  try {
+    tty.writeSync(enc.encode(prompt));
+    if (echo) {
+      const buf = new Uint8Array(1024);
+      let line = "";
+      for (;;) {
+        const n = await tty.read(buf);
+        if (n === null) return line.length ? line : undefined;
+        line += new TextDecoder().decode(buf.subarray(0, n));
+        const nl = line.indexOf("\n");
+        if (nl >= 0) return line.slice(0, nl).replace(/\r$/, "");
+      }
+    }
+    tty.setRaw(true);
+    try {
+      const bytes: number[] = [];
+      const b = new Uint8Array(1);
+      for (;;) {
+        const n = await tty.read(b);
+        if (n === null) return undefined;
+        const c = b[0];
+        if (c === 13 || c === 10) break;
+        if (c === 3 || c === 4) {
+          tty.writeSync(enc.encode("\r\n"));
+          return undefined;
+        }
+        if (c === 127 || c === 8) bytes.pop();
+        else if (c === 21) bytes.length = 0;
+        else bytes.push(c);
+      }
+      tty.writeSync(enc.encode("\r\n"));
+      return new TextDecoder().decode(new Uint8Array(bytes));
+    } finally {
+      tty.setRaw(false);
+    }
+  } finally {
+    tty.close();
+  }
+}
+
+/** Interaction for a console tool: logging per -v, prompting unless -batch. */
+export function consoleInteraction(opts: { verbose: boolean; batch: boolean }): Interaction {
+  return {
+    log: (text) => {
+      if (opts.verbose) writeErr(text + "\n");
+    },
+    prompt: (text, echo) => opts.batch ? Promise.resolve(undefined) : readTtyLine(text, echo),
+    banner: (text) => writeErr(text),
+    confirmHostKey: async (q: HostKeyQuestion) => {
+      if (opts.batch) return "no";
+      writeErr(hostKeyWarning(q));
+      const answer = await readTtyLine(
+        "Store key in cache? (y/n, Return cancels connection, i for more info) ",
+        true,
+      );
+      const a = (answer ?? "").trim().toLowerCase();
+      if (a === "y") return "store";
+      if (a === "n") return "once";
+      return "no";
+    },
+  };
+}
+
+export function hostKeyWarning(q: HostKeyQuestion): string {
+  const where = `  ${q.host} (port ${q.port})`;
+  if (q.changed) {
+    return [
+      "WARNING - POTENTIAL SECURITY BREACH!",
+      "The host key does not match the one PuTTY has cached for this server:",
+      where,
+      "This means that either the server administrator has changed the host key, or you have " +
+      "actually connected to another computer pretending to be the server.",
+      "The new " + q.keyType + " key fingerprint is:",
+      `  ${q.fingerprint}`,
+      "",
+    ].join("\n");
+  }
+  return [
+    "The host key is not cached for this server:",
+    where,
+    "You have no guarantee that the server is the computer you think it is.",
+    `The server's ${q.keyType} key fingerprint is:`,
+    `  ${q.fingerprint}`,
+    'If you trust this host, enter "y" to add the key to PuTTY\'s cache and carry on ' +
+    "connecting.",
+    "If you want to carry on connecting just once, without adding the key to the cache, " +
+    'enter "n".',
+    "If you do not trust this host, press Return to abandon the connection.",
+    "",
+  ].join("\n");
+}
+
+/** Turns any error into the one line a user should see. */
+export function errorText(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}

@@ -1,0 +1,173 @@
+/**
+ * plink: run a remote command (or shell) with stdin/stdout/stderr streamed both ways; the remote
+ * exit status becomes ours. With -share it uses or becomes the upstream of a shared connection.
+ */
+
+import { parseCommandLine, type ParsedCommandLine, PLINK } from "../lib/config/options.ts";
+import type { PuttyConfig } from "../lib/config/sessions.ts";
+import { ConfigError } from "../lib/config/types.ts";
+import { connect, type Connected, keyHost } from "../lib/connect.ts";
+import {
+  exitCodeOf,
+  pumpFromChannel,
+  pumpToChannel,
+  startMainChannel,
+} from "../lib/remote_session.ts";
+import { upstreamExists } from "../lib/share/rendezvous.ts";
+import { connectionId } from "../lib/share/socket_path.ts";
+import { VERSION } from "../lib/version.ts";
+import { consoleInteraction, errorText, fatal, usageError, writeErr } from "./console.ts";
+
+const USAGE = `Plink: command-line connection utility (puttykit ${VERSION})
+Usage: plink [options] [user@]host [command]
+       ("host" can also be a PuTTY saved session name)
+Options:
+  -V        print version information and exit
+  -pgpfp    print PGP key fingerprints and exit
+  -v        show verbose messages
+  -load sessname  Load settings from saved session
+  -ssh      force use of SSH protocol
+  -P port   connect to specified port
+  -l user   connect with specified username
+  -batch    disable all interactive prompts
+  -proxycmd command
+            use 'command' as local proxy
+  -sercfg configuration-string (e.g. 19200,8,n,1,X)
+            Specify the serial configuration (serial only)
+The following options only apply to SSH connections:
+  -pw passw login with specified password
+  -D [listen-IP:]listen-port
+            Dynamic SOCKS-based port forwarding
+  -L [listen-IP:]listen-port:host:port
+            Forward local port to remote address
+  -R [listen-IP:]listen-port:host:port
+            Forward remote port to local address
+  -X -x     enable / disable X11 forwarding
+  -A -a     enable / disable agent forwarding
+  -t -T     enable / disable pty allocation
+  -1 -2     force use of particular SSH protocol version
+  -4 -6     force use of IPv4 or IPv6
+  -C        enable compression
+  -i key    private key file for user authentication
+  -noagent  disable use of Pageant
+  -agent    enable use of Pageant
+  -hostkey keyid
+            manually specify a host key (may be repeated)
+  -share    enable use of connection sharing
+  -noshare  disable use of connection sharing
+  -shareexists
+            test whether a connection-sharing upstream exists
+  -m file   read remote command(s) from file
+  -s        remote command is an SSH subsystem (SSH-2 only)
+  -N        don't start a shell/command (SSH-2 only)
+  -nc host:port
+            open tunnel in place of session (SSH-2 only)
+`;
+
+const enc = new TextEncoder();
+
+async function writeAll(file: { write(p: Uint8Array): Promise<number> }, data: Uint8Array) {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}
+
+export async function main(args: string[]): Promise<number> {
+  let parsed: ParsedCommandLine;
+  try {
+    parsed = parseCommandLine(PLINK, args);
+  } catch (e) {
+    if (e instanceof ConfigError) usageError("plink", e.message);
+    throw e;
+  }
+  if (parsed.stop === "-V") {
+    await writeAll(Deno.stdout, enc.encode(`plink: puttykit ${VERSION}\n`));
+    return 0;
+  }
+  if (parsed.stop) {
+    await writeAll(Deno.stdout, enc.encode(USAGE));
+    return parsed.stop === "--help" ? 0 : 1;
+  }
+  const cfg = parsed.config;
+  if (!cfg.host) {
+    writeErr(USAGE);
+    return 1;
+  }
+  if (cfg.protocol !== "ssh") {
+    usageError("plink", `the ${cfg.protocol} protocol is not supported by puttykit`);
+  }
+  for (const w of parsed.warnings) writeErr(`${w}\n`);
+
+  if (parsed.flags.has("-shareexists")) {
+    const id = connectionId(keyHost(cfg), cfg.port, cfg.user);
+    return (await upstreamExists(id)) ? 0 : 1;
+  }
+
+  const ui = consoleInteraction(cfg);
+  let connected: Connected;
+  try {
+    connected = await connect({ config: cfg, mayBeUpstream: true, ui });
+  } catch (e) {
+    fatal(errorText(e));
+  }
+  const stopOnSignal = async () => {
+    await connected.abort();
+    Deno.exit(130);
+  };
+  if (connected.role === "upstream") {
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+      Deno.addSignalListener(sig, stopOnSignal);
+    }
+  }
+
+  if (cfg.noShell) {
+    // -N: no session; serve port forwardings and downstreams until the connection ends.
+    const err = await connected.conn.closed;
+    if (err) fatal(errorText(err));
+    return 0;
+  }
+
+  const interactiveTty = Deno.stdin.isTerminal();
+  const wantPty = cfg.pty ?? (!cfg.remoteCommand && !cfg.subsystem);
+  let code: number | undefined;
+  try {
+    const ch = await startMainChannel(connected.conn, {
+      command: cfg.remoteCommand,
+      subsystem: cfg.subsystem,
+      env: cfg.env,
+      agentForward: cfg.agentForward,
+      pty: wantPty ? ptyFor(cfg) : undefined,
+      warn: (t) => writeErr(t + "\n"),
+    });
+    const raw = wantPty && interactiveTty;
+    if (raw) Deno.stdin.setRaw(true);
+    try {
+      pumpToChannel(Deno.stdin.readable, ch);
+      const out = pumpFromChannel(ch.stdout, (c) => writeAll(Deno.stdout, c));
+      const err = pumpFromChannel(ch.stderr, (c) => writeAll(Deno.stderr, c));
+      await Promise.all([out, err]);
+      await ch.closed;
+    } finally {
+      if (raw) Deno.stdin.setRaw(false);
+    }
+    if (ch.failure) throw ch.failure;
+    code = exitCodeOf(ch);
+  } catch (e) {
+    await connected.abort();
+    fatal(errorText(e));
+  }
+  await connected.finish();
+  if (code === undefined) {
+    writeErr("Remote process exit code unavailable\n");
+    return 1;
+  }
+  return code;
+}
+
+function ptyFor(cfg: PuttyConfig) {
+  let cols = 80;
+  let rows = 24;
+  try {
+    if (Deno.stdin.isTerminal()) ({ columns: cols, rows } = Deno.consoleSize());
+  } catch { /* not a terminal */ }
+  return { term: cfg.termType || "xterm", cols, rows };
+}

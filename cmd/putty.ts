@@ -1,0 +1,8 @@
+/** putty: not part of this build yet. */
+
+import { writeErr } from "./console.ts";
+
+export function main(_args: string[]): Promise<number> {
+  writeErr("putty: not available in this build of puttykit yet\n");
+  return Promise.resolve(1);
+}

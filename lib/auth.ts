@@ -1,0 +1,135 @@
+/**
+ * What a direct connection needs before and during the handshake: the user name (asked for as
+ * PuTTY's "login as:" when not given), the -i key (passphrase asked for if needed), the agent
+ * socket, and the host-key decision (-hostkey list, else the host-key cache, else ask).
+ *
+ * Loaded only on the direct-connection path.
+ */
+
+import type { PuttyConfig } from "./config/sessions.ts";
+import {
+  checkHostKey,
+  hostKeyFingerprint,
+  hostKeyMatchesManual,
+  parseHostKeyBlob,
+  storedHostKeyTypes,
+  storeHostKey,
+} from "./config/hostkeys.ts";
+import { type Interaction, keyHost } from "./connect.ts";
+import {
+  KeyFileError,
+  type LoadedKey,
+  loadPrivateKey,
+  needsPassphrase,
+} from "./ssh/private_key.ts";
+import { TransportError } from "./ssh/transport.ts";
+
+export interface PreparedAuth {
+  user: string;
+  key?: LoadedKey;
+  agentSocket?: string;
+}
+
+export async function prepareAuth(cfg: PuttyConfig, ui: Interaction): Promise<PreparedAuth> {
+  let user = cfg.user;
+  if (!user) {
+    if (cfg.batch) {
+      throw new TransportError("Cannot answer interactive prompts in batch mode", "auth");
+    }
+    user = await ui.prompt("login as: ", true);
+    if (!user) throw new TransportError("No user name given", "auth");
+  }
+  ui.log(`Using username "${user}".`);
+  let key: LoadedKey | undefined;
+  if (cfg.keyFile) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(cfg.keyFile);
+    } catch (e) {
+      const why = e instanceof Deno.errors.NotFound ? "No such file or directory" : String(e);
+      throw new KeyFileError(`Unable to load key file "${cfg.keyFile}" (${why})`);
+    }
+    let passphrase: string | undefined;
+    if (needsPassphrase(text)) {
+      if (cfg.batch) {
+        throw new KeyFileError(
+          `Key file "${cfg.keyFile}" needs a passphrase, which cannot be asked for in batch mode`,
+        );
+      }
+      passphrase = await ui.prompt(`Passphrase for key "${cfg.keyFile}": `, false);
+    }
+    key = loadPrivateKey(cfg.keyFile, text, passphrase);
+  }
+  const sock = Deno.env.get("SSH_AUTH_SOCK");
+  return { user, key, agentSocket: cfg.tryAgent && sock ? sock : undefined };
+}
+
+/**
+ * ssh2 host-key algorithm names in our preference order, with the types already cached for
+ * this host first (PuTTY's PreferKnownHostKeys), so a cached key is what the server shows us.
+ */
+export function hostKeyAlgorithms(cfg: PuttyConfig): string[] {
+  const all = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-rsa",
+  ];
+  if (!cfg.preferKnownHostKeys) return all;
+  const cached = storedHostKeyTypes(keyHost(cfg), cfg.port);
+  const known = (alg: string) =>
+    cached.includes(alg) || (alg.includes("rsa") && cached.includes("rsa2"));
+  return [...all.filter(known), ...all.filter((a) => !known(a))];
+}
+
+/**
+ * The host-key decision for one connection, as PuTTY makes it: a -hostkey list, if given, is
+ * the only thing that counts; otherwise the cache must match, an unknown key is asked about
+ * (refused in batch mode) and a changed key is refused outright.
+ */
+export function verifierFor(
+  cfg: PuttyConfig,
+  ui: Interaction,
+): (blob: Uint8Array) => Promise<void> {
+  return async (blob) => {
+    const host = keyHost(cfg);
+    const info = parseHostKeyBlob(blob);
+    const fingerprint = hostKeyFingerprint(blob);
+    ui.log(`Host key fingerprint is:\n${fingerprint}`);
+    if (cfg.hostKeys.length) {
+      if (hostKeyMatchesManual(cfg.hostKeys, blob)) return;
+      throw new TransportError(
+        `Host key ${fingerprint} for ${host} port ${cfg.port} does not match any -hostkey given`,
+        "hostkey",
+      );
+    }
+    const status = checkHostKey(host, cfg.port, blob);
+    if (status === "match") return;
+    if (status === "mismatch") {
+      throw new TransportError(
+        `WARNING - POTENTIAL SECURITY BREACH! The host key for ${host} (port ${cfg.port}) does ` +
+          `not match the one in the cache (server's key: ${fingerprint}); connection abandoned`,
+        "hostkey",
+      );
+    }
+    if (cfg.batch) {
+      throw new TransportError(
+        `The host key is not cached for ${host} (port ${cfg.port}): ${fingerprint}; ` +
+          "cannot confirm a host key in batch mode",
+        "hostkey",
+      );
+    }
+    const answer = await ui.confirmHostKey({
+      host,
+      port: cfg.port,
+      keyType: info.algorithm,
+      fingerprint,
+      changed: false,
+    });
+    if (answer === "no") throw new TransportError("Connection abandoned", "hostkey");
+    if (answer === "store") storeHostKey(host, cfg.port, blob);
+  };
+}

@@ -1,0 +1,239 @@
+/**
+ * Getting an SSH connection for a front-end, the way PuTTY decides it:
+ *
+ * - sharing on (-share): under the per-connection lock, use a live upstream if there is one
+ *   (downstream: no network, no crypto, no ssh2 loaded), else become the upstream if allowed
+ *   (pscp/psftp never are), else connect alone;
+ * - sharing off: connect alone.
+ *
+ * Whichever way, the caller gets an SshConnection (our connection-layer client). When we own the
+ * real connection, ssh2 is imported lazily and our own session is just another (in-process)
+ * downstream of the multiplexer, so every role shares one code path for channels.
+ */
+
+import type { PuttyConfig } from "./config/sessions.ts";
+import { ConfigError } from "./config/types.ts";
+import { type ConnectionLimits, SHARING_LIMITS, SshConnection } from "./ssh/connection.ts";
+import { portPair } from "./ssh/packet_port.ts";
+import { connectionId, parentDir } from "./share/socket_path.ts";
+import { decideSharing, type ShareDecision } from "./share/rendezvous.ts";
+import { SocketPort } from "./share/socket_port.ts";
+import type { ConnectionMux } from "./share/mux.ts";
+import type { ShareListener } from "./share/upstream.ts";
+import { VERSION } from "./version.ts";
+
+/** Limits for our own session when we hold the real connection (no sharing-socket limit). */
+export const DIRECT_LIMITS: ConnectionLimits = {
+  window: 2 * 1024 * 1024,
+  maxPacket: 32768,
+  maxSend: 32768,
+};
+
+export interface HostKeyQuestion {
+  host: string;
+  port: number;
+  keyType: string;
+  /** "ssh-ed25519 255 SHA256:..." as PuTTY shows it. */
+  fingerprint: string;
+  /** A key of this type is cached for the host but differs (else: none cached). */
+  changed: boolean;
+}
+
+/** How a front-end talks to its user. The library never prints. */
+export interface Interaction {
+  /** -v event log line. */
+  log(text: string): void;
+  /** Asks a question (echo off for secrets); undefined when no one can answer. */
+  prompt(text: string, echo: boolean): Promise<string | undefined>;
+  /** Unknown host key: store it, accept once, or abandon. Not called in batch mode. */
+  confirmHostKey(q: HostKeyQuestion): Promise<"store" | "once" | "no">;
+  /** Authentication banner / keyboard-interactive instructions from the server. */
+  banner?(text: string): void;
+}
+
+export type Role = "downstream" | "upstream" | "direct";
+
+export interface Connected {
+  conn: SshConnection;
+  role: Role;
+  /** The sharing socket, when downstream or upstream. */
+  socketPath?: string;
+  /** Upstream only: live downstreams other than ourselves. */
+  downstreams(): number;
+  /**
+   * Ends our use of the connection. An upstream keeps serving its downstreams until the last
+   * one has gone (`onWaiting` is told how many it waits for), then closes the real connection.
+   */
+  finish(onWaiting?: (n: number) => void): Promise<void>;
+  /** Stops at once (signals): removes an upstream's socket, drops the connection. */
+  abort(): Promise<void>;
+}
+
+export interface ConnectOptions {
+  config: PuttyConfig;
+  /** False for pscp and psftp, which only ever act as downstreams. */
+  mayBeUpstream: boolean;
+  ui: Interaction;
+}
+
+/** The host PuTTY indexes the host-key cache and sharing sockets by: -loghost if given. */
+export function keyHost(cfg: PuttyConfig): string {
+  return cfg.logHost || cfg.host;
+}
+
+/** How many times a downstream retries when an upstream vanishes before greeting it. */
+const DOWNSTREAM_RETRIES = 3;
+
+export async function connect(opts: ConnectOptions): Promise<Connected> {
+  const { config: cfg, ui } = opts;
+  if (!cfg.host) throw new ConfigError("no host name specified");
+  const sharing = cfg.share && (cfg.shareUpstream || cfg.shareDownstream);
+  if (!sharing) return await connectDirect(opts, undefined);
+
+  const id = connectionId(keyHost(cfg), cfg.port, cfg.user);
+  const canUp = opts.mayBeUpstream && cfg.shareUpstream;
+  for (let attempt = 0;; attempt++) {
+    const decision = await decideSharing(id, canUp, cfg.shareDownstream);
+    if (decision.role === "downstream") {
+      const path = decision.paths.socket;
+      const port = new SocketPort(decision.conn, "upstream");
+      port.sendGreeting(`puttykit_${VERSION}`);
+      try {
+        const g = await port.greeting;
+        ui.log(`Using existing shared connection at ${path}`);
+        ui.log(`Upstream version string: ${g.line}`);
+      } catch (e) {
+        // The upstream went away before greeting us (e.g. it was just exiting): decide again.
+        port.close();
+        ui.log(`Upstream at ${path} closed before greeting: ${errText(e)}`);
+        if (attempt < DOWNSTREAM_RETRIES) continue;
+        throw e;
+      }
+      const conn = new SshConnection(port, SHARING_LIMITS);
+      return {
+        conn,
+        role: "downstream",
+        socketPath: path,
+        downstreams: () => 0,
+        finish: () => {
+          conn.close("downstream finished");
+          return Promise.resolve();
+        },
+        abort: () => {
+          conn.close("downstream aborted");
+          return Promise.resolve();
+        },
+      };
+    }
+    logNoShare(ui, decision);
+    return await connectDirect(opts, decision.role === "upstream" ? decision : undefined);
+  }
+}
+
+function logNoShare(ui: Interaction, d: ShareDecision): void {
+  if (d.role === "upstream") {
+    ui.log(`Sharing this connection at ${d.paths.socket}`);
+  } else if (d.role === "none") {
+    if (d.setupError) ui.log(`Could not set up connection sharing: ${d.setupError}`);
+    if (d.downstreamError) {
+      ui.log(`Could not set up connection sharing as downstream: ${d.downstreamError}`);
+    }
+    if (d.upstreamError) {
+      ui.log(`Could not set up connection sharing as upstream: ${d.upstreamError}`);
+    }
+  }
+}
+
+async function connectDirect(
+  opts: ConnectOptions,
+  up: Extract<ShareDecision, { role: "upstream" }> | undefined,
+): Promise<Connected> {
+  const { config: cfg, ui } = opts;
+  // Everything heavy (ssh2, crypto, host-key store) is loaded only here.
+  const [
+    { openTransport },
+    { ConnectionMux },
+    { ShareListener },
+    { prepareAuth, verifierFor, hostKeyAlgorithms },
+  ] = await Promise.all([
+    import("./ssh/transport.ts"),
+    import("./share/mux.ts"),
+    import("./share/upstream.ts"),
+    import("./auth.ts"),
+  ]);
+  const listener: ShareListener | undefined = up
+    ? new ShareListener(up.listener, up.paths, ui.log)
+    : undefined;
+  let mux: ConnectionMux;
+  let serverVersion: string;
+  try {
+    const auth = await prepareAuth(cfg, ui);
+    const transport = await openTransport({
+      host: cfg.host,
+      port: cfg.port,
+      user: auth.user,
+      addressFamily: cfg.addressFamily,
+      compression: cfg.compression,
+      key: auth.key,
+      password: cfg.password,
+      agentSocket: auth.agentSocket,
+      batch: cfg.batch,
+      verifyHostKey: verifierFor(cfg, ui),
+      hostKeyAlgorithms: hostKeyAlgorithms(cfg),
+      prompt: ui.prompt,
+      log: ui.log,
+      banner: ui.banner,
+    });
+    serverVersion = transport.serverVersion;
+    let idleWaiter: (() => void) | undefined;
+    mux = new ConnectionMux(transport.port, {
+      log: ui.log,
+      agentForwarding: cfg.agentForward && auth.agentSocket !== undefined,
+      onIdle: () => idleWaiter?.(),
+    });
+    const [mine, theirs] = portPair();
+    mux.addDownstream(theirs, { label: "local session", maxData: DIRECT_LIMITS.maxPacket });
+    const conn = new SshConnection(mine, DIRECT_LIMITS);
+    listener?.activate(mux, serverVersion);
+    const m = mux;
+    const idle = () =>
+      new Promise<void>((resolve) => {
+        if (m.downstreamCount === 0 || m.closedError) return resolve();
+        idleWaiter = resolve;
+      });
+    let finished = false;
+    return {
+      conn,
+      role: up ? "upstream" : "direct",
+      socketPath: up?.paths.socket,
+      downstreams: () => Math.max(0, m.downstreamCount - (conn.isOpen ? 1 : 0)),
+      finish: async (onWaiting) => {
+        if (finished) return;
+        finished = true;
+        conn.close("session finished");
+        if (listener) {
+          if (m.downstreamCount > 0) onWaiting?.(m.downstreamCount);
+          await idle();
+          await listener.retire();
+          // Someone may have connected just before the socket went away.
+          await idle();
+        }
+        m.shutdown(new Error("upstream finished"));
+      },
+      abort: async () => {
+        await listener?.retire();
+        conn.close("aborted");
+        m.shutdown(new Error("upstream aborted"));
+      },
+    };
+  } catch (e) {
+    await listener?.retire();
+    throw e;
+  }
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export { parentDir };

@@ -1,0 +1,104 @@
+/**
+ * The "main channel" plink and putty run: a session channel with optional pty, environment and
+ * agent forwarding, then a command, subsystem or shell; its exit status the way PuTTY reports it.
+ */
+
+import type { Channel, SshConnection } from "./ssh/connection.ts";
+
+export interface PtyRequest {
+  term: string;
+  cols: number;
+  rows: number;
+  /** Encoded terminal modes (RFC 4254 section 8), ending with TTY_OP_END. */
+  modes?: Uint8Array;
+}
+
+export interface MainChannelOptions {
+  /** Remote command; with `subsystem`, the subsystem name; undefined starts a shell. */
+  command?: string;
+  subsystem?: boolean;
+  pty?: PtyRequest;
+  env?: [string, string][];
+  agentForward?: boolean;
+  /** Non-fatal notices (e.g. the server refused a pty). */
+  warn?: (text: string) => void;
+}
+
+/** The server said no to starting what we asked for. */
+export class RemoteRefusedError extends Error {}
+
+export async function startMainChannel(
+  conn: SshConnection,
+  opts: MainChannelOptions,
+): Promise<Channel> {
+  const ch = await conn.openSession();
+  const warn = opts.warn ?? (() => {});
+  if (opts.agentForward) {
+    if (!(await ch.agentForwarding())) warn("Agent forwarding refused");
+  }
+  if (opts.pty) {
+    const { term, cols, rows, modes } = opts.pty;
+    if (!(await ch.pty(term, cols, rows, modes))) warn("Server refused to allocate pty");
+  }
+  for (const [name, value] of opts.env ?? []) {
+    if (!(await ch.env(name, value))) warn(`Server refused to set environment variable ${name}`);
+  }
+  let ok: boolean;
+  if (opts.subsystem) {
+    ok = await ch.subsystem(opts.command ?? "");
+    if (!ok) throw new RemoteRefusedError(`Server refused to start subsystem "${opts.command}"`);
+  } else if (opts.command !== undefined && opts.command !== "") {
+    ok = await ch.exec(opts.command);
+    if (!ok) throw new RemoteRefusedError("Server refused to start a command");
+  } else {
+    ok = await ch.shell();
+    if (!ok) throw new RemoteRefusedError("Server refused to start a shell");
+  }
+  return ch;
+}
+
+/**
+ * plink's exit code for a finished channel: the remote exit status; 128 when the command died of
+ * a signal (what PuTTY 0.78 reports); undefined when the server reported neither.
+ */
+export function exitCodeOf(ch: Channel): number | undefined {
+  const e = ch.exit;
+  if (!e) return undefined;
+  if (e.code !== null) return e.code;
+  return 128;
+}
+
+/** Copies `src` into the channel and sends EOF at its end. Stops quietly if the channel goes. */
+export async function pumpToChannel(src: ReadableStream<Uint8Array>, ch: Channel): Promise<void> {
+  const reader = src.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (ch.isClosed) break;
+      await ch.write(value);
+    }
+    ch.eof();
+  } catch {
+    // channel closed under us, or stdin unreadable: nothing more to send
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/** Copies a channel stream to a local sink without closing the sink. */
+export async function pumpFromChannel(
+  src: ReadableStream<Uint8Array>,
+  write: (chunk: Uint8Array) => Promise<void> | void,
+): Promise<void> {
+  const reader = src.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      await write(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}

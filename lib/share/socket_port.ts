@@ -1,0 +1,199 @@
+/**
+ * PuTTY's sharing protocol on a stream socket: one version line each way
+ * ("SSHCONNECTION@putty.projects.tartarus.org-2.0-<software>\r\n"), then bare SSH payloads framed
+ * as uint32 length + payload, at most 0x4010 bytes including the length field.
+ */
+
+import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
+import { ConnectionClosedError } from "../ssh/connection.ts";
+import {
+  DISCONNECT_PROTOCOL_ERROR,
+  message,
+  MSG,
+  readUint32,
+  utf8,
+  writeUint32,
+} from "../ssh/wire.ts";
+
+export const GREETING_PREFIX = "SSHCONNECTION@putty.projects.tartarus.org-2.0-";
+/** Largest message on the sharing socket, including its 4-byte length field. */
+export const MAX_SHARE_MESSAGE = 0x4010;
+const MAX_GREETING = 1024;
+
+export class ShareProtocolError extends Error {}
+
+/** What the peer's version line said, minus the prefix (e.g. "PuTTY_Release_0.78"). */
+export interface Greeting {
+  software: string;
+  line: string;
+}
+
+export class SocketPort implements PacketPort {
+  private readonly inbox = new PacketInbox();
+  private writeQueue: Uint8Array[] = [];
+  private writing = false;
+  private closed = false;
+  private closing = false;
+  private greetingResolve!: (g: Greeting) => void;
+  private greetingReject!: (e: Error) => void;
+  private gotGreeting = false;
+  /** The peer's version line; rejects if the peer leaves or misbehaves before sending it. */
+  readonly greeting: Promise<Greeting>;
+  backlog = 0;
+
+  constructor(private readonly conn: Deno.Conn, private readonly peerName: string) {
+    this.greeting = new Promise((res, rej) => {
+      this.greetingResolve = res;
+      this.greetingReject = rej;
+    });
+    this.greeting.catch(() => {});
+    this.pump();
+  }
+
+  /** Sends our version line; `software` is e.g. "puttykit_0.1.0" or the server's software version. */
+  sendGreeting(software: string): void {
+    this.enqueue(utf8(`${GREETING_PREFIX}${software}\r\n`));
+  }
+
+  send(payload: Uint8Array): void {
+    if (this.closed) return;
+    const framed = new Uint8Array(payload.length + 4);
+    writeUint32(framed, 0, payload.length);
+    framed.set(payload, 4);
+    this.enqueue(framed);
+  }
+
+  private enqueue(bytes: Uint8Array): void {
+    if (this.closed || this.closing) return;
+    this.writeQueue.push(bytes);
+    this.backlog += bytes.length;
+    if (!this.writing) this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.writeQueue.length && !this.closed) {
+        const q = this.writeQueue;
+        this.writeQueue = [];
+        let buf: Uint8Array;
+        if (q.length === 1) buf = q[0];
+        else {
+          let n = 0;
+          for (const b of q) n += b.length;
+          buf = new Uint8Array(n);
+          let at = 0;
+          for (const b of q) {
+            buf.set(b, at);
+            at += b.length;
+          }
+        }
+        let off = 0;
+        while (off < buf.length) off += await this.conn.write(buf.subarray(off));
+        this.backlog -= buf.length;
+      }
+    } catch (e) {
+      this.fail(new ConnectionClosedError(`${this.peerName}: write failed: ${errText(e)}`));
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  start(handlers: PacketHandlers): void {
+    this.inbox.start(handlers);
+  }
+
+  /** Closes after flushing what is already queued (e.g. a DISCONNECT message). */
+  close(err?: Error): void {
+    if (this.closed || this.closing) return;
+    this.closing = true;
+    this.inbox.close(err);
+    this.greetingReject(err ?? new ConnectionClosedError(`${this.peerName} closed`));
+    const finish = async () => {
+      const deadline = Date.now() + 2000;
+      while (this.writing && !this.closed && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      this.fail(err ?? new ConnectionClosedError(`${this.peerName} closed`));
+    };
+    if (this.writing) finish();
+    else this.fail(err ?? new ConnectionClosedError(`${this.peerName} closed`));
+  }
+
+  private fail(err: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+    this.greetingReject(err);
+    this.inbox.close(err);
+  }
+
+  /** Tells the peer why we are hanging up, then closes. */
+  private disconnect(err: Error): void {
+    this.send(message(MSG.DISCONNECT, (w) => {
+      w.uint32(DISCONNECT_PROTOCOL_ERROR).string(err.message).string("en");
+    }));
+    this.close(err);
+  }
+
+  private async pump(): Promise<void> {
+    let buf = new Uint8Array(65536);
+    let have = 0;
+    try {
+      for (;;) {
+        if (have === buf.length) {
+          const bigger = new Uint8Array(buf.length * 2);
+          bigger.set(buf);
+          buf = bigger;
+        }
+        const n = await this.conn.read(buf.subarray(have));
+        if (n === null) break;
+        have += n;
+        let at = 0;
+        if (!this.gotGreeting) {
+          const nl = buf.subarray(0, have).indexOf(10);
+          if (nl < 0) {
+            if (have > MAX_GREETING) throw new ShareProtocolError("version string far too long");
+            continue;
+          }
+          let line = new TextDecoder().decode(buf.subarray(0, nl));
+          if (line.endsWith("\r")) line = line.slice(0, -1);
+          if (!line.startsWith(GREETING_PREFIX)) {
+            throw new ShareProtocolError("version string did not have expected prefix");
+          }
+          this.gotGreeting = true;
+          this.greetingResolve({ software: line.slice(GREETING_PREFIX.length), line });
+          at = nl + 1;
+        }
+        while (have - at >= 4) {
+          const len = readUint32(buf, at);
+          if (len < 1 || len + 4 > MAX_SHARE_MESSAGE) {
+            throw new ShareProtocolError(`bad packet length ${len}`);
+          }
+          if (have - at < len + 4) break;
+          this.inbox.deliver(buf.slice(at + 4, at + 4 + len));
+          at += len + 4;
+          if (this.closed) return;
+        }
+        if (at > 0) {
+          buf.copyWithin(0, at, have);
+          have -= at;
+        }
+      }
+      this.fail(new ConnectionClosedError(`${this.peerName} closed the connection`));
+    } catch (e) {
+      if (this.closed) return;
+      if (e instanceof ShareProtocolError) {
+        this.disconnect(e);
+      } else {
+        this.fail(new ConnectionClosedError(`${this.peerName}: ${errText(e)}`));
+      }
+    }
+  }
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

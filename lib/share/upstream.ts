@@ -1,0 +1,74 @@
+/**
+ * The upstream's listening side: accepts downstreams on the sharing socket, greets them once the
+ * real SSH connection is up (as PuTTY does, with the server's software version), and hands each
+ * one to the multiplexer. Downstreams that connect while we are still authenticating simply wait
+ * for our greeting.
+ */
+
+import type { ConnectionMux } from "./mux.ts";
+import { retireSocket } from "./rendezvous.ts";
+import type { SharePaths } from "./socket_path.ts";
+import { MAX_SHARE_MESSAGE, SocketPort } from "./socket_port.ts";
+
+/** Largest CHANNEL_DATA payload that fits a sharing message (length + type + id + string len). */
+export const SHARE_MAX_DATA = MAX_SHARE_MESSAGE - 4 - 1 - 4 - 4 - 4;
+
+export class ShareListener {
+  private mux?: ConnectionMux;
+  private serverVersion = "";
+  private waiting: SocketPort[] = [];
+  private count = 0;
+  private retired = false;
+
+  constructor(
+    private readonly listener: Deno.Listener<Deno.UnixConn>,
+    readonly paths: SharePaths,
+    private readonly log: (text: string) => void,
+  ) {
+    this.acceptLoop();
+  }
+
+  private async acceptLoop(): Promise<void> {
+    try {
+      for await (const conn of this.listener) {
+        if (this.retired) {
+          conn.close();
+          continue;
+        }
+        const label = `downstream #${++this.count}`;
+        const port = new SocketPort(conn, label);
+        port.greeting.then(
+          (g) => this.log(`${label} connected (version string: ${g.line})`),
+          () => {},
+        );
+        if (this.mux) this.admit(port, label);
+        else this.waiting.push(port);
+      }
+    } catch {
+      // listener closed
+    }
+  }
+
+  private admit(port: SocketPort, label: string): void {
+    port.sendGreeting(this.serverVersion);
+    this.mux!.addDownstream(port, { label, maxData: SHARE_MAX_DATA });
+  }
+
+  /** The SSH connection is up: greet everyone waiting, and everyone from now on. */
+  activate(mux: ConnectionMux, serverVersion: string): void {
+    this.mux = mux;
+    this.serverVersion = serverVersion;
+    const waiting = this.waiting;
+    this.waiting = [];
+    let i = this.count - waiting.length;
+    for (const port of waiting) this.admit(port, `downstream #${++i}`);
+  }
+
+  /** Stops accepting and removes the socket (under the lock). Safe to call twice. */
+  async retire(): Promise<void> {
+    if (this.retired) return;
+    this.retired = true;
+    await retireSocket(this.paths, this.listener);
+    for (const port of this.waiting.splice(0)) port.close();
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Every touch of npm:ssh2's internals lives here (ssh2 is pinned to 1.17.0 in deno.json;
+ * tests/ssh2_internals_test.ts fails loudly if a different version changes what we rely on).
+ *
+ * ssh2's Client does key exchange, host-key verification and user authentication for us. After
+ * that we take over the connection layer completely: every message of types 80-100 that the
+ * server sends goes to our multiplexer as a raw payload, and we send raw payloads back through
+ * ssh2's packet writer (encryption, MAC, compression, rekey queueing). ssh2's own channel code is
+ * never used, so its channel ids can never clash with ours.
+ *
+ * Touched internals: `client._protocol` (the Protocol instance), `Protocol#_onPayload` (an
+ * instance property bound in the constructor, called with each decrypted payload),
+ * `Protocol#_onPacket`, `Protocol#_packetRW.{read,write}` (decompression / packet allocation),
+ * `Protocol#_remoteIdentRaw`, `Protocol#_authenticated`, the module-level handler table in
+ * lib/protocol/handlers.js and `sendPacket` from lib/protocol/utils.js.
+ */
+
+import ssh2 from "ssh2";
+import MESSAGE_HANDLERS from "ssh2/lib/protocol/handlers.js";
+import ssh2Utils from "ssh2/lib/protocol/utils.js";
+import ssh2Package from "ssh2/package.json" with { type: "json" };
+
+export const SSH2_VERSION_PINNED = "1.17.0";
+
+type Payload = Uint8Array;
+
+interface PacketWriter {
+  readonly allocStart: number;
+  alloc(n: number): Uint8Array;
+  finalize(packet: Uint8Array): Uint8Array;
+}
+
+interface Protocol {
+  _onPayload: (payload: Payload) => void;
+  _onPacket: () => void;
+  _packetRW: { read: { read(p: Payload): Payload }; write: PacketWriter };
+  _remoteIdentRaw?: Uint8Array;
+  _authenticated?: boolean;
+}
+
+// deno-lint-ignore no-explicit-any
+export type Ssh2Client = any;
+
+export const Client: new () => Ssh2Client = ssh2.Client;
+export const utils = ssh2.utils;
+
+const handlers =
+  MESSAGE_HANDLERS as unknown as (((p: Protocol, payload: Payload) => void) | undefined)[];
+const sendPacket = (ssh2Utils as { sendPacket: (p: Protocol, packet: Uint8Array) => boolean })
+  .sendPacket;
+
+export function ssh2Version(): string {
+  return (ssh2Package as { version: string }).version;
+}
+
+/** Throws if the ssh2 in use lacks what this file relies on (a different, changed version). */
+export function checkInternals(client: Ssh2Client): void {
+  const proto = client._protocol as Protocol | undefined;
+  const problems: string[] = [];
+  if (ssh2Version() !== SSH2_VERSION_PINNED) {
+    problems.push(`ssh2 version ${ssh2Version()} (pinned ${SSH2_VERSION_PINNED})`);
+  }
+  if (!Array.isArray(handlers) || typeof handlers[80] !== "function") {
+    problems.push("lib/protocol/handlers.js table");
+  }
+  if (typeof sendPacket !== "function") problems.push("utils.sendPacket");
+  if (!proto) problems.push("client._protocol");
+  else {
+    if (typeof proto._onPayload !== "function") problems.push("Protocol#_onPayload");
+    if (typeof proto._onPacket !== "function") problems.push("Protocol#_onPacket");
+    if (typeof proto._packetRW?.read?.read !== "function") problems.push("_packetRW.read");
+    if (typeof proto._packetRW?.write?.alloc !== "function") problems.push("_packetRW.write");
+  }
+  if (problems.length) {
+    throw new Error(`npm:ssh2 internals changed: ${problems.join(", ")}`);
+  }
+}
+
+/**
+ * Diverts every connection-layer message (types 80-100) the server sends after user
+ * authentication succeeds to `deliver`, as a private copy of the payload. Everything else
+ * (transport messages, rekeying, authentication) stays with ssh2.
+ *
+ * Must be called straight after `client.connect()`: ssh2 hands `_onPayload` to each decipher it
+ * creates, so it has to be replaced before the first key exchange completes.
+ */
+export function divertConnectionLayer(
+  client: Ssh2Client,
+  deliver: (payload: Payload) => void,
+): void {
+  checkInternals(client);
+  const proto = client._protocol as Protocol;
+  const original = proto._onPayload;
+  let authenticated = false;
+  proto._onPayload = function (this: Protocol, payload: Payload) {
+    if (!authenticated) {
+      // Before authentication nothing is ours; watch for USERAUTH_SUCCESS (52) going by.
+      original(payload);
+      if (this._authenticated) authenticated = true;
+      return;
+    }
+    this._onPacket();
+    if (payload.length === 0) return;
+    payload = this._packetRW.read.read(payload);
+    const type = payload[0];
+    if (type >= 80 && type <= 100) {
+      // ssh2 may reuse its decryption buffer once we return.
+      deliver(new Uint8Array(payload));
+      return;
+    }
+    const handler = handlers[type];
+    if (handler) handler(this, payload);
+  }.bind(proto);
+}
+
+/** Sends one raw payload through ssh2's encryption and rekey queue. */
+export function sendRawPayload(client: Ssh2Client, payload: Payload): void {
+  const proto = client._protocol as Protocol;
+  const w = proto._packetRW.write;
+  const at = w.allocStart;
+  const packet = w.alloc(payload.length);
+  packet.set(payload, at);
+  sendPacket(proto, w.finalize(packet));
+}
+
+/** The server's software version as PuTTY's upstream reports it: the ident minus "SSH-2.0-". */
+export function serverSoftwareVersion(client: Ssh2Client): string {
+  const raw = (client._protocol as Protocol)._remoteIdentRaw;
+  const ident = raw ? new TextDecoder("latin1").decode(raw) : "SSH-2.0-unknown";
+  let rest = ident;
+  for (let i = 0; i < 2; i++) {
+    const dash = rest.indexOf("-");
+    rest = dash < 0 ? "" : rest.slice(dash + 1);
+  }
+  return rest.trim();
+}

@@ -1,0 +1,310 @@
+/**
+ * The real SSH connection, on npm:ssh2: TCP, key exchange, host-key verification and user
+ * authentication. Once authenticated it yields a PacketPort carrying the raw connection layer, so
+ * all channel work is done by our own code (lib/ssh/connection.ts behind lib/share/mux.ts).
+ *
+ * This module (and ssh2, and crypto) is only ever loaded by dynamic import, when a tool must
+ * connect by itself: a downstream never pays for it.
+ */
+
+import { Buffer } from "node:buffer";
+import { type PacketHandlers, PacketInbox, type PacketPort } from "./packet_port.ts";
+import {
+  Client,
+  divertConnectionLayer,
+  sendRawPayload,
+  serverSoftwareVersion,
+  type Ssh2Client,
+} from "./ssh2_internals.ts";
+import type { LoadedKey } from "./private_key.ts";
+import { VERSION } from "../version.ts";
+
+export interface TransportOptions {
+  host: string;
+  port: number;
+  user: string;
+  addressFamily: "any" | "ipv4" | "ipv6";
+  compression: boolean;
+  /** -i key, already read (and decrypted where we had to). */
+  key?: LoadedKey;
+  /** -pw: used once, for the first password or keyboard-interactive prompt. */
+  password?: string;
+  /** ssh-agent socket to authenticate with (SSH_AUTH_SOCK), if TryAgent. */
+  agentSocket?: string;
+  batch: boolean;
+  /** Decides about the server's host key; throws (with the message to show) to refuse it. */
+  verifyHostKey(blob: Uint8Array): Promise<void>;
+  /** Asks the user; undefined when impossible (batch mode, no terminal). */
+  prompt(text: string, echo: boolean): Promise<string | undefined>;
+  log(text: string): void;
+  banner?(text: string): void;
+  readyTimeoutMs?: number;
+  /** Host-key algorithms to offer, most preferred first (ssh2 names). */
+  hostKeyAlgorithms?: string[];
+}
+
+export interface Transport {
+  /** Raw connection-layer payloads to and from the server. */
+  port: PacketPort;
+  /** Server software version after "SSH-2.0-" (what PuTTY's upstream tells downstreams). */
+  serverVersion: string;
+}
+
+/** Connection-level failure with the message a user should see. */
+export class TransportError extends Error {
+  constructor(message: string, readonly kind: "network" | "hostkey" | "auth" | "protocol") {
+    super(message);
+  }
+}
+
+class Ssh2Port implements PacketPort {
+  readonly inbox = new PacketInbox();
+  private closed = false;
+  constructor(private readonly client: Ssh2Client) {}
+
+  get backlog(): number {
+    return this.client._sock?.writableLength ?? 0;
+  }
+
+  send(payload: Uint8Array): void {
+    if (this.closed) return;
+    sendRawPayload(this.client, payload);
+  }
+
+  start(handlers: PacketHandlers): void {
+    this.inbox.start(handlers);
+  }
+
+  close(err?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.client.end();
+    } catch { /* already gone */ }
+    this.inbox.close(err);
+  }
+
+  lost(err: Error): void {
+    this.closed = true;
+    this.inbox.close(err);
+  }
+}
+
+function networkMessage(err: ErrnoError, host: string): string {
+  switch (err.code) {
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+    case "EAI_NONAME":
+      return `Unable to open connection to ${host}: Host does not exist`;
+    case "ECONNREFUSED":
+      return "Network error: Connection refused";
+    case "ETIMEDOUT":
+      return "Network error: Connection timed out";
+    case "EHOSTUNREACH":
+      return "Network error: No route to host";
+    case "ENETUNREACH":
+      return "Network error: Network is unreachable";
+    case "ECONNRESET":
+      return "Network error: Connection reset by peer";
+    default:
+      return `Network error: ${err.message}`;
+  }
+}
+
+/** What ssh2 and Node's net module put on their errors. */
+interface ErrnoError extends Error {
+  code?: string;
+  level?: string;
+}
+
+type AuthMethod =
+  | { type: "none"; username: string }
+  | { type: "agent"; username: string; agent: string }
+  | { type: "publickey"; username: string; key: string | Uint8Array; passphrase?: string }
+  | { type: "password"; username: string; password: string }
+  | {
+    type: "keyboard-interactive";
+    username: string;
+    prompt: (
+      name: string,
+      instructions: string,
+      lang: string,
+      prompts: { prompt: string; echo: boolean }[],
+      finish: (answers: string[]) => void,
+    ) => void;
+  };
+
+export function openTransport(opts: TransportOptions): Promise<Transport> {
+  const client = new Client();
+  let failure: TransportError | undefined;
+  let passwordUsed = false;
+  let passwordTried = false;
+  let passwordAttempts = 0;
+  let agentTried = false;
+  let keyTried = false;
+  let kbdTried = 0;
+  const username = opts.user;
+
+  const askPassword = async (): Promise<string | undefined> => {
+    if (opts.password !== undefined && !passwordUsed) {
+      passwordUsed = true;
+      return opts.password;
+    }
+    if (opts.password !== undefined) {
+      failure = new TransportError("Configured password was not accepted", "auth");
+      return undefined;
+    }
+    if (opts.batch) {
+      failure = new TransportError("Cannot answer interactive prompts in batch mode", "auth");
+      return undefined;
+    }
+    return await opts.prompt(`${username}@${opts.host}'s password: `, false);
+  };
+
+  const authHandler = (
+    methodsLeft: string[] | null,
+    _partial: boolean | null,
+    next: (m: AuthMethod | false) => void,
+  ) => {
+    const allowed = (m: string) => methodsLeft === null || methodsLeft.includes(m);
+    (async (): Promise<AuthMethod | false> => {
+      if (methodsLeft === null) return { type: "none", username };
+      if (allowed("publickey") && opts.agentSocket && !agentTried) {
+        agentTried = true;
+        opts.log("Trying authentication with the SSH agent");
+        return { type: "agent", username, agent: opts.agentSocket };
+      }
+      if (allowed("publickey") && opts.key && !keyTried) {
+        keyTried = true;
+        opts.log(`Trying public key authentication with "${opts.key.comment}"`);
+        return { type: "publickey", username, key: opts.key.key, passphrase: opts.key.passphrase };
+      }
+      if (
+        allowed("keyboard-interactive") && kbdTried < 3 &&
+        !(opts.batch && opts.password === undefined)
+      ) {
+        kbdTried++;
+        return {
+          type: "keyboard-interactive",
+          username,
+          prompt: (_name, instructions, _lang, prompts, finish) => {
+            (async () => {
+              if (instructions && opts.banner) opts.banner(instructions + "\n");
+              const answers: string[] = [];
+              for (const p of prompts) {
+                const a = !p.echo
+                  ? await askPassword()
+                  : opts.batch
+                  ? undefined
+                  : await opts.prompt(p.prompt, true);
+                if (a === undefined) {
+                  failure ??= new TransportError(
+                    "Cannot answer interactive prompts in batch mode",
+                    "auth",
+                  );
+                  client.end();
+                  return;
+                }
+                answers.push(a);
+              }
+              finish(answers);
+            })();
+          },
+        };
+      }
+      if (allowed("password") && passwordAttempts < 3) {
+        if (passwordTried) opts.log("Access denied");
+        passwordTried = true;
+        passwordAttempts++;
+        const pw = await askPassword();
+        if (pw === undefined) return false;
+        return { type: "password", username, password: pw };
+      }
+      if (!failure) {
+        const what = methodsLeft ? ` (server sent: ${methodsLeft.join(",")})` : "";
+        failure = new TransportError(
+          passwordTried ? "Access denied" : `No supported authentication methods available${what}`,
+          "auth",
+        );
+      }
+      return false;
+    })().then(next, (e) => {
+      failure ??= new TransportError(String(e instanceof Error ? e.message : e), "auth");
+      next(false);
+    });
+  };
+
+  return new Promise<Transport>((resolve, reject) => {
+    let port: Ssh2Port | undefined;
+    let settled = false;
+    const fail = (err: TransportError) => {
+      if (settled) return;
+      settled = true;
+      try {
+        client.end();
+      } catch { /* ignore */ }
+      reject(err);
+    };
+
+    const early = new Ssh2Port(client);
+    client.on("ready", () => {
+      settled = true;
+      port = early;
+      opts.log("Access granted");
+      resolve({ port: early, serverVersion: serverSoftwareVersion(client) });
+    });
+    client.on("banner", (text: string) => opts.banner?.(text));
+    client.on("error", (err: ErrnoError) => {
+      if (port) {
+        port.lost(new TransportError(`Network error: ${err.message}`, "network"));
+        return;
+      }
+      if (failure) return fail(failure);
+      if (err.level === "client-socket" || err.code) {
+        return fail(new TransportError(networkMessage(err, opts.host), "network"));
+      }
+      if (err.level === "client-authentication") {
+        return fail(new TransportError("Access denied", "auth"));
+      }
+      fail(new TransportError(err.message, "protocol"));
+    });
+    client.on("close", () => {
+      if (port) {
+        port.lost(new TransportError("Server closed network connection", "network"));
+        return;
+      }
+      fail(
+        failure ?? new TransportError("Server unexpectedly closed network connection", "network"),
+      );
+    });
+
+    opts.log(`Connecting to ${opts.host} port ${opts.port}`);
+    client.connect({
+      host: opts.host,
+      port: opts.port,
+      username,
+      forceIPv4: opts.addressFamily === "ipv4",
+      forceIPv6: opts.addressFamily === "ipv6",
+      readyTimeout: opts.readyTimeoutMs ?? 60000,
+      keepaliveInterval: 0,
+      ident: `puttykit_${VERSION}`,
+      authHandler,
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+        opts.verifyHostKey(new Uint8Array(key)).then(
+          () => verify(true),
+          (e) => {
+            failure = e instanceof TransportError
+              ? e
+              : new TransportError(e instanceof Error ? e.message : String(e), "hostkey");
+            verify(false);
+          },
+        );
+      },
+      algorithms: {
+        compress: opts.compression ? ["zlib@openssh.com", "zlib", "none"] : ["none"],
+        ...(opts.hostKeyAlgorithms ? { serverHostKey: opts.hostKeyAlgorithms } : {}),
+      },
+    });
+    divertConnectionLayer(client, (payload) => early.inbox.deliver(payload));
+  });
+}

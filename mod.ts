@@ -1,0 +1,40 @@
+/**
+ * puttykit: one program, dispatched busybox-style on the name it is run as (plink, pscp, psftp,
+ * putty, with or without ".exe"), or as `puttykit <tool> args...`.
+ *
+ * Compiled with `deno compile`, argv[0] is the symlink's name. Under `deno run`, argv[0] is what
+ * the launcher set (`exec -a plink deno run -A mod.ts ...`, as scripts/install.sh's wrappers do),
+ * else the first argument names the tool.
+ */
+
+import process from "node:process";
+import { toolFromArgv, type ToolName, TOOLS } from "./lib/dispatch.ts";
+import { VERSION } from "./lib/version.ts";
+
+const USAGE = `puttykit ${VERSION}: PuTTY's command-line tools with SSH connection sharing
+Usage: puttykit <tool> [options...]      (or run as plink, pscp, psftp or putty)
+Tools: ${TOOLS.join(", ")}
+`;
+
+async function run(tool: ToolName, args: string[]): Promise<number> {
+  switch (tool) {
+    case "plink":
+      return (await import("./cmd/plink.ts")).main(args);
+    case "pscp":
+      return (await import("./cmd/pscp.ts")).main(args);
+    case "psftp":
+      return (await import("./cmd/psftp.ts")).main(args);
+    case "putty":
+      return (await import("./cmd/putty.ts")).main(args);
+  }
+}
+
+if (import.meta.main) {
+  const picked = toolFromArgv(process.argv0, Deno.args);
+  if (!picked) {
+    Deno.stderr.writeSync(new TextEncoder().encode(USAGE));
+    Deno.exit(/^(-h|--help)$/.test(Deno.args[0] ?? "") ? 0 : 1);
+  }
+  const code = await run(picked.tool, picked.args);
+  Deno.exit(code);
+}

@@ -1,0 +1,301 @@
+/**
+ * Connection sharing against real peers (issue 3): OpenSSH sshd on loopback, PuTTY 0.78's own
+ * plink from putty-tools, and our plink run as a process.
+ */
+
+import assert from "node:assert/strict";
+import { type Sshd, startSshd } from "./fixtures/sshd.ts";
+import { collect, runOurs, runReal, spawn, spawnOurs, waitFor } from "./fixtures/tools.ts";
+import { upstreamExists } from "../lib/share/rendezvous.ts";
+import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
+import { GREETING_PREFIX } from "../lib/share/socket_port.ts";
+import { concatBytes, message, MSG } from "../lib/ssh/wire.ts";
+
+function target(s: Sshd): string[] {
+  return ["-P", String(s.port), `${s.user}@${s.host}`];
+}
+
+function upstreamArgs(s: Sshd): string[] {
+  return ["-share", "-batch", "-hostkey", s.hostKeyFingerprint, "-i", s.userKeyPpk, ...target(s)];
+}
+
+function id(s: Sshd): string {
+  return connectionId(s.host, s.port, s.user);
+}
+
+/** Starts `plink -share -N` (ours or PuTTY's) and waits until it serves downstreams. */
+async function startUpstream(s: Sshd, which: "ours" | "real"): Promise<Deno.ChildProcess> {
+  const args = [...upstreamArgs(s), "-N"];
+  const child = which === "ours"
+    ? spawnOurs("plink", args, { env: s.env })
+    : spawn("plink", args, { env: s.env });
+  await waitFor(() => upstreamExists(id(s)), 20000, `${which} upstream`);
+  return child;
+}
+
+async function stop(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* gone */ }
+  await collect(child);
+}
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+Deno.test("our upstream serves a real plink downstream; one authentication", opts, async () => {
+  const s = await startSshd();
+  const up = await startUpstream(s, "ours");
+  try {
+    const r = await runReal("plink", ["-share", "-batch", ...target(s), "echo via-ours; exit 3"], {
+      env: s.env,
+    });
+    assert.deepEqual(r.stdout, "via-ours\n");
+    assert.deepEqual(r.code, 3);
+    // A second downstream (ours) through the same upstream.
+    const r2 = await runOurs(
+      "plink",
+      ["-share", "-batch", ...target(s), "echo again >&2; exit 0"],
+      {
+        env: s.env,
+      },
+    );
+    assert.deepEqual(r2.stderr, "again\n");
+    assert.deepEqual(r2.code, 0);
+    assert.deepEqual(await s.authCount(), 1);
+  } finally {
+    await stop(up);
+    await s.stop();
+  }
+});
+
+Deno.test("real plink upstream serves our downstream; one authentication", opts, async () => {
+  const s = await startSshd();
+  const up = await startUpstream(s, "real");
+  try {
+    const r = await runOurs("plink", [
+      "-share",
+      "-batch",
+      "-v",
+      ...target(s),
+      "echo via-real; exit 5",
+    ], {
+      env: s.env,
+    });
+    assert.deepEqual(r.stdout, "via-real\n");
+    assert.deepEqual(r.code, 5);
+    assert.match(
+      r.stderr,
+      /Using existing shared connection at \/tmp\/putty-connshare\.[^/]+\/[0-9a-f]{64}\/socket/,
+    );
+    assert.deepEqual(await s.authCount(), 1);
+  } finally {
+    await stop(up);
+    await s.stop();
+  }
+});
+
+Deno.test("-shareexists before, during and after an upstream's life", opts, async () => {
+  const s = await startSshd();
+  const exists = async (
+    which: "ours" | "real",
+  ) => (which === "ours"
+    ? await runOurs("plink", ["-shareexists", ...target(s)], { env: s.env })
+    : await runReal("plink", ["-shareexists", ...target(s)], { env: s.env }));
+  try {
+    for (const which of ["ours", "real"] as const) {
+      const r = await exists(which);
+      assert.deepEqual(r.code, 1, `${which} before`);
+      assert.deepEqual(r.stdout + r.stderr, "");
+    }
+    const up = await startUpstream(s, "ours");
+    for (const which of ["ours", "real"] as const) {
+      const r = await exists(which);
+      assert.deepEqual(r.code, 0, `${which} during`);
+      assert.deepEqual(r.stdout + r.stderr, "");
+    }
+    await stop(up);
+    for (const which of ["ours", "real"] as const) {
+      assert.deepEqual((await exists(which)).code, 1, `${which} after`);
+    }
+  } finally {
+    await s.stop();
+  }
+});
+
+async function sha256Hex(data: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+Deno.test(
+  "20 concurrent downstreams; killing one mid-transfer leaves the others intact",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const up = await startUpstream(s, "ours");
+    try {
+      const size = 2 * 1024 * 1024;
+      const victim = 7;
+      const jobs = Array.from({ length: 20 }, async (_, i) => {
+        const data = crypto.getRandomValues(new Uint8Array(65536));
+        const full = new Uint8Array(size);
+        for (let at = 0; at < size; at += data.length) full.set(data, at);
+        const child = spawnOurs("plink", ["-share", "-batch", ...target(s), "sha256sum"], {
+          env: s.env,
+          stdin: "",
+        });
+        const w = child.stdin.getWriter();
+        const out = collect(child);
+        try {
+          for (let at = 0; at < size; at += 65536) {
+            await w.write(full.subarray(at, at + 65536));
+            if (i === victim && at === size / 2) child.kill("SIGKILL");
+            await new Promise((r) => setTimeout(r, 2));
+          }
+          await w.close();
+        } catch {
+          // the victim's stdin breaks when it dies
+        }
+        const r = await out;
+        return { i, r, want: await sha256Hex(full) };
+      });
+      const results = await Promise.all(jobs);
+      for (const { i, r, want } of results) {
+        if (i === victim) {
+          assert.ok(r.code !== 0, "the killed downstream did not succeed");
+          continue;
+        }
+        assert.deepEqual(r.code, 0, `downstream ${i}: ${r.stderr}`);
+        assert.deepEqual(r.stdout.split(" ")[0], want, `downstream ${i} checksum`);
+      }
+      // The upstream is still there and still serving.
+      const after = await runOurs("plink", ["-share", "-batch", ...target(s), "echo still-here"], {
+        env: s.env,
+      });
+      assert.deepEqual(after.stdout, "still-here\n");
+      assert.deepEqual(await s.authCount(), 1);
+    } finally {
+      await stop(up);
+      await s.stop();
+    }
+  },
+);
+
+/** A raw client on the sharing socket, speaking the protocol by hand. */
+class RawDownstream {
+  private buf: Uint8Array = new Uint8Array(0);
+  private constructor(readonly conn: Deno.UnixConn) {}
+
+  static async open(path: string): Promise<RawDownstream> {
+    const conn = await Deno.connect({ transport: "unix", path });
+    const d = new RawDownstream(conn);
+    await conn.write(new TextEncoder().encode(`${GREETING_PREFIX}hostile-test\r\n`));
+    return d;
+  }
+
+  async sendPacket(payload: Uint8Array): Promise<void> {
+    const framed = new Uint8Array(payload.length + 4);
+    new DataView(framed.buffer).setUint32(0, payload.length);
+    framed.set(payload, 4);
+    await this.conn.write(framed).catch(() => 0);
+  }
+
+  async sendRaw(bytes: Uint8Array): Promise<void> {
+    await this.conn.write(bytes).catch(() => 0);
+  }
+
+  /** Reads until the upstream closes; returns everything received. */
+  async drain(ms = 5000): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    const timer = setTimeout(() => this.conn.close(), ms);
+    const b = new Uint8Array(65536);
+    try {
+      for (;;) {
+        const n = await this.conn.read(b);
+        if (n === null) break;
+        chunks.push(b.slice(0, n));
+      }
+    } catch { /* closed by timer */ }
+    clearTimeout(timer);
+    const out = concatBytes(chunks);
+    this.buf = out;
+    return out;
+  }
+
+  get closedByUpstream(): boolean {
+    return true;
+  }
+
+  text(): string {
+    return new TextDecoder("latin1").decode(this.buf);
+  }
+}
+
+Deno.test(
+  "hostile downstreams cannot crash the upstream or touch another's channels",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const up = await startUpstream(s, "ours");
+    try {
+      const { socket } = await sharePaths(id(s));
+      // A legitimate downstream with a long-running command.
+      const legit = spawnOurs(
+        "plink",
+        ["-share", "-batch", ...target(s), "sleep 2; echo legit-ok"],
+        {
+          env: s.env,
+        },
+      );
+      const legitDone = collect(legit);
+      await new Promise((r) => setTimeout(r, 700));
+
+      // 1. Messages for channel ids that are not ours (the legit one's server id is among 0..20).
+      for (let serverId = 0; serverId <= 20; serverId++) {
+        const h = await RawDownstream.open(socket);
+        await h.sendPacket(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(serverId)));
+        await h.sendPacket(message(MSG.CHANNEL_DATA, (w) => w.uint32(serverId).string("evil")));
+        const got = await h.drain();
+        assert.ok(got.length > 0, "upstream greeted and answered");
+        assert.match(h.text(), /not yours/);
+      }
+      // 2. A length beyond the protocol's limit.
+      const big = await RawDownstream.open(socket);
+      await big.sendRaw(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 1, 2, 3]));
+      await big.drain();
+      assert.match(big.text(), /bad packet length/);
+      // 3. Truncated and unexpected messages, and random garbage.
+      const samples: Uint8Array[] = [
+        new Uint8Array([MSG.CHANNEL_OPEN, 0, 0]),
+        new Uint8Array([MSG.REQUEST_SUCCESS]),
+        new Uint8Array([50, 1, 2, 3]),
+        message(
+          MSG.CHANNEL_OPEN,
+          (w) => w.string("session").uint32(1).uint32(1000).uint32(1000).raw(new Uint8Array([9])),
+        ),
+        crypto.getRandomValues(new Uint8Array(200)),
+      ];
+      for (const p of samples) {
+        const h = await RawDownstream.open(socket);
+        await h.sendPacket(p);
+        await h.drain();
+      }
+      // 4. Garbage before any greeting.
+      const noGreeting = await Deno.connect({ transport: "unix", path: socket });
+      await noGreeting.write(crypto.getRandomValues(new Uint8Array(5000))).catch(() => 0);
+      noGreeting.close();
+
+      const r = await legitDone;
+      assert.deepEqual(r.stdout, "legit-ok\n");
+      assert.deepEqual(r.code, 0);
+      const after = await runOurs("plink", ["-share", "-batch", ...target(s), "echo survived"], {
+        env: s.env,
+      });
+      assert.deepEqual(after.stdout, "survived\n");
+      assert.deepEqual(await s.authCount(), 1);
+    } finally {
+      await stop(up);
+      await s.stop();
+    }
+  },
+);
