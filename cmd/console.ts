@@ -34,12 +34,34 @@ function openTty(): Deno.FsFile | undefined {
 }
 
 /**
- * Reads one line from the terminal. With echo off the terminal is put in raw mode and we do the
- * line editing (backspace, ^U, ^C) ourselves.
+ * Reads one line from stdin a byte at a time, so nothing after the line is consumed (it may be
+ * meant for the remote command). PuTTY reads host-key answers from stdin like this.
+ */
+export async function readStdinLine(): Promise<string | undefined> {
+  const bytes: number[] = [];
+  const b = new Uint8Array(1);
+  for (;;) {
+    const n = await Deno.stdin.read(b);
+    if (n === null) {
+      return bytes.length ? new TextDecoder().decode(new Uint8Array(bytes)) : undefined;
+    }
+    if (b[0] === 10) break;
+    bytes.push(b[0]);
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes)).replace(/\r$/, "");
+}
+
+/**
+ * Reads one line from the terminal (/dev/tty, else stdin with the prompt on stderr, as PuTTY's
+ * console does). With echo off the terminal is put in raw mode and we do the line editing
+ * (backspace, ^U, ^C) ourselves.
  */
 export async function readTtyLine(prompt: string, echo: boolean): Promise<string | undefined> {
   const tty = openTty();
-  if (!tty) return undefined;
+  if (!tty) {
+    writeErr(prompt);
+    return await readStdinLine();
+  }
   try {
     tty.writeSync(enc.encode(prompt));
     if (echo) {
@@ -86,15 +108,14 @@ export function consoleInteraction(opts: { verbose: boolean; batch: boolean }): 
     log: (text) => {
       if (opts.verbose) writeErr(text + "\n");
     },
+    warn: (text) => writeErr(text + "\n"),
     prompt: (text, echo) => opts.batch ? Promise.resolve(undefined) : readTtyLine(text, echo),
     banner: (text) => writeErr(text),
     confirmHostKey: async (q: HostKeyQuestion) => {
       if (opts.batch) return "no";
       writeErr(hostKeyWarning(q));
-      const answer = await readTtyLine(
-        "Store key in cache? (y/n, Return cancels connection, i for more info) ",
-        true,
-      );
+      writeErr("Store key in cache? (y/n, Return cancels connection, i for more info) ");
+      const answer = await readStdinLine();
       const a = (answer ?? "").trim().toLowerCase();
       if (a === "y") return "store";
       if (a === "n") return "once";

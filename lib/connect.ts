@@ -43,6 +43,8 @@ export interface HostKeyQuestion {
 export interface Interaction {
   /** -v event log line. */
   log(text: string): void;
+  /** Something the user should see even without -v (e.g. sharing refused for safety). */
+  warn(text: string): void;
   /** Asks a question (echo off for secrets); undefined when no one can answer. */
   prompt(text: string, echo: boolean): Promise<string | undefined>;
   /** Unknown host key: store it, accept once, or abandon. Not called in batch mode. */
@@ -134,7 +136,7 @@ function logNoShare(ui: Interaction, d: ShareDecision): void {
   if (d.role === "upstream") {
     ui.log(`Sharing this connection at ${d.paths.socket}`);
   } else if (d.role === "none") {
-    if (d.setupError) ui.log(`Could not set up connection sharing: ${d.setupError}`);
+    if (d.setupError) ui.warn(`Could not set up connection sharing: ${d.setupError}`);
     if (d.downstreamError) {
       ui.log(`Could not set up connection sharing as downstream: ${d.downstreamError}`);
     }
