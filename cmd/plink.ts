@@ -109,7 +109,9 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     fatal(errorText(e));
   }
+  let stopping = false;
   const stopOnSignal = async () => {
+    stopping = true;
     await connected.abort();
     Deno.exit(130);
   };
@@ -122,8 +124,8 @@ export async function main(args: string[]): Promise<number> {
   if (cfg.noShell) {
     // -N: no session; serve port forwardings and downstreams until the connection ends.
     const err = await connected.conn.closed;
-    if (err) fatal(errorText(err));
-    return 0;
+    if (err && !stopping) fatal(errorText(err));
+    return stopping ? 130 : 0;
   }
 
   const interactiveTty = Deno.stdin.isTerminal();

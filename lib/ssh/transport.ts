@@ -306,5 +306,8 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
       },
     });
     divertConnectionLayer(client, (payload) => early.inbox.deliver(payload));
+    // Like PuTTY (TCPNoDelay defaults on): small interactive packets must not wait for Nagle.
+    client._sock?.once?.("connect", () => client.setNoDelay(true));
+    client.setNoDelay(true);
   });
 }
