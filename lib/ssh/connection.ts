@@ -17,6 +17,7 @@ import {
   SshReader,
   SshWriter,
   utf8,
+  writeUint32,
 } from "./wire.ts";
 
 export interface ConnectionLimits {
@@ -350,6 +351,18 @@ export class SshConnection {
   }
 }
 
+/** CHANNEL_DATA (or EXTENDED_DATA type 1), built in one allocation: this is the hot path. */
+function dataMessage(recipient: number, data: Uint8Array, stderr: boolean): Uint8Array {
+  const head = stderr ? 13 : 9;
+  const p = new Uint8Array(head + data.length);
+  p[0] = stderr ? MSG.CHANNEL_EXTENDED_DATA : MSG.CHANNEL_DATA;
+  writeUint32(p, 1, recipient);
+  if (stderr) writeUint32(p, 5, 1);
+  writeUint32(p, head - 4, data.length);
+  p.set(data, head);
+  return p;
+}
+
 /** Byte queue behind one ReadableStream, crediting the channel window as the reader drains it. */
 class InboundStream {
   private queue: Uint8Array[] = [];
@@ -593,11 +606,7 @@ export class Channel {
       const chunk = data.subarray(at, at + n);
       this.remoteWindow -= n;
       at += n;
-      this.conn.send(message(stderr ? MSG.CHANNEL_EXTENDED_DATA : MSG.CHANNEL_DATA, (w) => {
-        w.uint32(this.remoteId);
-        if (stderr) w.uint32(1);
-        w.string(chunk);
-      }));
+      this.conn.send(dataMessage(this.remoteId, chunk, stderr));
     }
   }
 

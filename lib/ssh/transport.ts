@@ -134,6 +134,28 @@ type AuthMethod =
     ) => void;
   };
 
+/**
+ * Cipher preference. Deno's node:crypto AES runs in software (~120 MB/s for AES-GCM, ~300 MB/s
+ * for AES-CTR here) while its ChaCha20 is fast, so chacha20-poly1305 comes first: it doubled bulk
+ * throughput in measurements (200 MB through `cat`: 3.2 s with aes128-gcm, 1.6 s with chacha20).
+ */
+const CIPHERS = [
+  "chacha20-poly1305@openssh.com",
+  "aes128-ctr",
+  "aes256-ctr",
+  "aes128-gcm@openssh.com",
+  "aes256-gcm@openssh.com",
+  "aes192-ctr",
+];
+const MACS = [
+  "hmac-sha2-256-etm@openssh.com",
+  "hmac-sha2-256",
+  "hmac-sha2-512-etm@openssh.com",
+  "hmac-sha2-512",
+  "hmac-sha1-etm@openssh.com",
+  "hmac-sha1",
+];
+
 export function openTransport(opts: TransportOptions): Promise<Transport> {
   const client = new Client();
   let failure: TransportError | undefined;
@@ -254,6 +276,13 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
       resolve({ port: early, serverVersion: serverSoftwareVersion(client) });
     });
     client.on("banner", (text: string) => opts.banner?.(text));
+    client.on(
+      "handshake",
+      (n: { kex: string; serverHostKey: string; cs: { cipher: string; mac: string } }) => {
+        opts.log(`Key exchange ${n.kex}, host key ${n.serverHostKey}`);
+        opts.log(`Initialised ${n.cs.cipher}${n.cs.mac ? ` with ${n.cs.mac}` : ""} encryption`);
+      },
+    );
     client.on("error", (err: ErrnoError) => {
       if (port) {
         port.lost(new TransportError(`Network error: ${err.message}`, "network"));
@@ -302,6 +331,8 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
       },
       algorithms: {
         compress: opts.compression ? ["zlib@openssh.com", "zlib", "none"] : ["none"],
+        cipher: CIPHERS,
+        hmac: MACS,
         ...(opts.hostKeyAlgorithms ? { serverHostKey: opts.hostKeyAlgorithms } : {}),
       },
     });
