@@ -71,6 +71,18 @@ async function writeAll(file: { write(p: Uint8Array): Promise<number> }, data: U
   while (off < data.length) off += await file.write(data.subarray(off));
 }
 
+/**
+ * Our stdout was closed by its reader (`plink ... | head -1`): say so and exit 1, as real plink
+ * 0.78 does ("stdout: write: Broken pipe").
+ */
+async function quitIfPipeClosed(e: unknown, connected: Connected): Promise<void> {
+  if (e instanceof Deno.errors.BrokenPipe) {
+    await connected.abort();
+    writeErr("stdout: write: Broken pipe\n");
+    Deno.exit(1);
+  }
+}
+
 export async function main(args: string[]): Promise<number> {
   let parsed: ParsedCommandLine;
   try {
@@ -128,6 +140,23 @@ export async function main(args: string[]): Promise<number> {
     return stopping ? 130 : 0;
   }
 
+  if (cfg.ncHost) {
+    // -nc host:port: stdin/stdout become a direct-tcpip tunnel instead of a session.
+    try {
+      const ch = await connected.conn.openDirectTcpip(cfg.ncHost, cfg.ncPort ?? 0);
+      pumpToChannel(Deno.stdin.readable, ch);
+      await pumpFromChannel(ch.stdout, (c) => writeAll(Deno.stdout, c));
+      ch.close();
+      await ch.closed;
+    } catch (e) {
+      await quitIfPipeClosed(e, connected);
+      await connected.abort();
+      fatal(errorText(e));
+    }
+    await connected.finish();
+    return 0;
+  }
+
   const interactiveTty = Deno.stdin.isTerminal();
   const wantPty = cfg.pty ?? (!cfg.remoteCommand && !cfg.subsystem);
   let code: number | undefined;
@@ -142,6 +171,11 @@ export async function main(args: string[]): Promise<number> {
     });
     const raw = wantPty && interactiveTty;
     if (raw) Deno.stdin.setRaw(true);
+    const resize = () => {
+      const { columns, rows } = Deno.consoleSize();
+      ch.windowChange(columns, rows);
+    };
+    if (raw) Deno.addSignalListener("SIGWINCH", resize);
     try {
       pumpToChannel(Deno.stdin.readable, ch);
       const out = pumpFromChannel(ch.stdout, (c) => writeAll(Deno.stdout, c));
@@ -149,11 +183,15 @@ export async function main(args: string[]): Promise<number> {
       await Promise.all([out, err]);
       await ch.closed;
     } finally {
-      if (raw) Deno.stdin.setRaw(false);
+      if (raw) {
+        Deno.removeSignalListener("SIGWINCH", resize);
+        Deno.stdin.setRaw(false);
+      }
     }
     if (ch.failure) throw ch.failure;
     code = exitCodeOf(ch);
   } catch (e) {
+    await quitIfPipeClosed(e, connected);
     await connected.abort();
     fatal(errorText(e));
   }

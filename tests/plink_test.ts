@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startSshd } from "./fixtures/sshd.ts";
-import { collect, runOurs, runReal, spawnOurs } from "./fixtures/tools.ts";
+import {
+  collect,
+  ourShellCommand,
+  runOnPty,
+  runOurs,
+  runReal,
+  spawnOurs,
+} from "./fixtures/tools.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -115,6 +122,47 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
         assert.doesNotMatch(bad.stderr, /Uncaught|\.ts:\d+/);
       });
     }
+
+    if (s.password) {
+      await t.step("an interactive password prompt, without echo, on the terminal", async () => {
+        const cmd = ourShellCommand("plink", [
+          "-hostkey",
+          s.hostKeyFingerprint,
+          "-noagent",
+          ...target,
+          "echo logged-in",
+        ]);
+        let typed = false;
+        const r = await runOnPty(cmd, (screen) => {
+          if (typed || !screen.includes(`${s.user}@${s.host}'s password: `)) return undefined;
+          typed = true;
+          return `${s.password}\r`;
+        }, { env });
+        assert.ok(typed, r.stdout);
+        assert.match(r.stdout, /logged-in/);
+        assert.ok(!r.stdout.includes(s.password!), "the password was not echoed");
+        assert.equal(r.code, 0);
+      });
+    }
+
+    await t.step("stdout closed early: one line, exit 1, as real plink", async () => {
+      const cmd = ourShellCommand("plink", [...auth, ...target, "seq 1 1000000"]);
+      const out = await new Deno.Command("bash", {
+        args: ["-c", `(${cmd}) | head -2; echo "status=\${PIPESTATUS[0]}" >&2`],
+        env,
+      }).output();
+      const err = new TextDecoder().decode(out.stderr);
+      assert.equal(new TextDecoder().decode(out.stdout), "1\n2\n");
+      assert.match(err, /^stdout: write: Broken pipe\nstatus=1\n$/);
+    });
+
+    await t.step("-nc host:port tunnels stdin/stdout to a TCP port", async () => {
+      const r = await runOurs("plink", [...auth, "-nc", `127.0.0.1:${s.port}`, ...target], {
+        env,
+        stdin: "SSH-2.0-probe\r\n",
+      });
+      assert.match(r.stdout, /^SSH-2\.0-OpenSSH/);
+    });
 
     await t.step("a key the server does not accept", async () => {
       const other = join(s.dir, "other_ed25519");
