@@ -164,6 +164,40 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
       assert.match(r.stdout, /^SSH-2\.0-OpenSSH/);
     });
 
+    await t.step(
+      "authentication through ssh-agent (SSH_AUTH_SOCK); -noagent turns it off",
+      async () => {
+        const sock = join(s.dir, "agent.sock");
+        const agent = new Deno.Command("ssh-agent", { args: ["-D", "-a", sock], stdout: "null" })
+          .spawn();
+        try {
+          for (let i = 0; i < 100 && !(await Deno.stat(sock).catch(() => null)); i++) {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          const add = await new Deno.Command("ssh-add", {
+            args: [s.userKey],
+            env: { SSH_AUTH_SOCK: sock },
+            stderr: "null",
+          }).output();
+          assert.equal(add.code, 0);
+          const hk = ["-batch", "-hostkey", s.hostKeyFingerprint];
+          const withAgent = { ...env, SSH_AUTH_SOCK: sock };
+          const r = await runOurs("plink", [...hk, ...target, "echo via-agent"], {
+            env: withAgent,
+          });
+          assert.equal(r.stdout, "via-agent\n", r.stderr);
+          const off = await runOurs("plink", [...hk, "-noagent", ...target, "echo via-agent"], {
+            env: withAgent,
+          });
+          assert.equal(off.code, 1);
+          assert.equal(off.stdout, "");
+        } finally {
+          agent.kill("SIGTERM");
+          await agent.status;
+        }
+      },
+    );
+
     await t.step("a key the server does not accept", async () => {
       const other = join(s.dir, "other_ed25519");
       await new Deno.Command("ssh-keygen", { args: ["-q", "-t", "ed25519", "-N", "", "-f", other] })
