@@ -7,9 +7,11 @@ import assert from "node:assert/strict";
 import {
   checkInternals,
   Client,
+  parsePrivateKey,
   SSH2_VERSION_PINNED,
   ssh2Version,
 } from "../lib/ssh/ssh2_internals.ts";
+import { join } from "node:path";
 import { openTransport } from "../lib/ssh/transport.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
 import { DIRECT_LIMITS } from "../lib/connect.ts";
@@ -52,5 +54,26 @@ Deno.test("raw connection layer through ssh2: exec, data both ways, exit status"
     conn.close();
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("every ECDSA key signs, whatever its private scalar looks like", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (let i = 0; i < 12; i++) {
+      const bits = [256, 384, 521][i % 3];
+      const path = join(dir, `k${i}`);
+      const out = await new Deno.Command("ssh-keygen", {
+        args: ["-q", "-t", "ecdsa", "-b", String(bits), "-N", "", "-f", path],
+      }).output();
+      assert.ok(out.success);
+      const key = parsePrivateKey(await Deno.readTextFile(path));
+      const data = new TextEncoder().encode(`message ${i}`);
+      const sig = key.sign(data);
+      assert.ok(!(sig instanceof Error), `ecdsa-${bits} key ${i}: ${sig}`);
+      assert.equal(key.verify(data, sig), true);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -14,7 +14,7 @@ export class KeyFileError extends Error {}
 
 export interface LoadedKey {
   /** Key text ssh2's parseKey accepts. */
-  key: string | Uint8Array;
+  key: string;
   /** Passphrase for ssh2 when the OpenSSH key itself is encrypted. */
   passphrase?: string;
   comment: string;

@@ -11,7 +11,8 @@
  * Touched internals: `client._protocol` (the Protocol instance), `Protocol#_onPayload` (an
  * instance property bound in the constructor, called with each decrypted payload),
  * `Protocol#_onPacket`, `Protocol#_packetRW.{read,write}` (decompression / packet allocation),
- * `Protocol#_remoteIdentRaw`, `Protocol#_authenticated`, the module-level handler table in
+ * `Protocol#_remoteIdentRaw`, `Protocol#_authenticated`, the private-key PEM ssh2 keeps on a
+ * parsed ECDSA key (under a module-private symbol; see fixEcdsaPrivatePem), the module-level handler table in
  * lib/protocol/handlers.js and `sendPacket` from lib/protocol/utils.js.
  */
 
@@ -133,4 +134,92 @@ export function serverSoftwareVersion(client: Ssh2Client): string {
     rest = dash < 0 ? "" : rest.slice(dash + 1);
   }
   return rest.trim();
+}
+
+/** An ssh2 parsed key, as `utils.parseKey` returns it. */
+// deno-lint-ignore no-explicit-any
+export type ParsedKey = any;
+
+const CURVE_BYTES: Record<string, number> = {
+  "ecdsa-sha2-nistp256": 32,
+  "ecdsa-sha2-nistp384": 48,
+  "ecdsa-sha2-nistp521": 66,
+};
+
+/**
+ * Parses a private key with ssh2, repairing what Deno's node:crypto cannot read: ssh2 builds a
+ * SEC1 "EC PRIVATE KEY" whose private scalar is OpenSSH's mpint as is (33 bytes when the top bit
+ * is set, fewer when it starts with zeros), which OpenSSL tolerates but Deno's strict SEC1 parser
+ * rejects ("invalid SEC1 private key") -- so about half of all ECDSA keys failed to sign. We
+ * rewrite the scalar at the curve's fixed size.
+ */
+export function parsePrivateKey(key: string, passphrase?: string): ParsedKey {
+  const parsed = utils.parseKey(key, passphrase);
+  if (parsed instanceof Error) throw parsed;
+  const k = Array.isArray(parsed) ? parsed[0] : parsed;
+  const size = CURVE_BYTES[k.type as string];
+  if (size) fixEcdsaPrivatePem(k, size);
+  return k;
+}
+
+function fixEcdsaPrivatePem(k: ParsedKey, size: number): void {
+  for (const sym of Object.getOwnPropertySymbols(k)) {
+    const v = k[sym];
+    if (typeof v !== "string" || !v.includes("BEGIN EC PRIVATE KEY")) continue;
+    const b64 = v.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+    const der = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const fixed = resizeSec1Scalar(der, size);
+    if (!fixed) return;
+    const body = btoa(String.fromCharCode(...fixed)).replace(/(.{64})/g, "$1\n");
+    k[sym] = `-----BEGIN EC PRIVATE KEY-----\n${body}\n-----END EC PRIVATE KEY-----`;
+    return;
+  }
+}
+
+/** DER length prefix. */
+function derLength(n: number): number[] {
+  if (n < 0x80) return [n];
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 0xff);
+  return [0x80 | bytes.length, ...bytes];
+}
+
+/** Reads one DER element at `at`: [tag, content start, content end]. */
+function derElement(b: Uint8Array, at: number): [number, number, number] {
+  const tag = b[at];
+  let len = b[at + 1];
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    len = 0;
+    for (let i = 0; i < n; i++) len = (len << 8) | b[start + i];
+    start += n;
+  }
+  return [tag, start, start + len];
+}
+
+/**
+ * SEC1 ECPrivateKey ::= SEQUENCE { version, privateKey OCTET STRING, [0] params, [1] pubkey }:
+ * returns it with privateKey left-padded or stripped to exactly `size` bytes.
+ */
+export function resizeSec1Scalar(der: Uint8Array, size: number): Uint8Array | undefined {
+  const [seqTag, seqStart, seqEnd] = derElement(der, 0);
+  if (seqTag !== 0x30) return undefined;
+  const [verTag, , verEnd] = derElement(der, seqStart);
+  if (verTag !== 0x02) return undefined;
+  const [octTag, octStart, octEnd] = derElement(der, verEnd);
+  if (octTag !== 0x04) return undefined;
+  let d = der.subarray(octStart, octEnd);
+  while (d.length > size && d[0] === 0) d = d.subarray(1);
+  if (d.length > size) return undefined;
+  const scalar = new Uint8Array(size);
+  scalar.set(d, size - d.length);
+  const inner = [
+    ...der.subarray(seqStart, verEnd),
+    0x04,
+    ...derLength(size),
+    ...scalar,
+    ...der.subarray(octEnd, seqEnd),
+  ];
+  return new Uint8Array([0x30, ...derLength(inner.length), ...inner]);
 }

@@ -12,6 +12,8 @@ import { type PacketHandlers, PacketInbox, type PacketPort } from "./packet_port
 import {
   Client,
   divertConnectionLayer,
+  type ParsedKey,
+  parsePrivateKey,
   sendRawPayload,
   serverSoftwareVersion,
   type Ssh2Client,
@@ -120,7 +122,7 @@ interface ErrnoError extends Error {
 type AuthMethod =
   | { type: "none"; username: string }
   | { type: "agent"; username: string; agent: string }
-  | { type: "publickey"; username: string; key: string | Uint8Array; passphrase?: string }
+  | { type: "publickey"; username: string; key: ParsedKey }
   | { type: "password"; username: string; password: string }
   | {
     type: "keyboard-interactive";
@@ -199,7 +201,17 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
       if (allowed("publickey") && opts.key && !keyTried) {
         keyTried = true;
         opts.log(`Trying public key authentication with "${opts.key.comment}"`);
-        return { type: "publickey", username, key: opts.key.key, passphrase: opts.key.passphrase };
+        let key;
+        try {
+          key = parsePrivateKey(opts.key.key, opts.key.passphrase);
+        } catch (e) {
+          failure = new TransportError(
+            `Unable to use key file "${opts.key.comment}" (${e instanceof Error ? e.message : e})`,
+            "auth",
+          );
+          return false;
+        }
+        return { type: "publickey", username, key };
       }
       if (
         allowed("keyboard-interactive") && kbdTried < 3 &&
