@@ -145,6 +145,28 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
       });
     }
 
+    await t.step(
+      "no command: an interactive shell on a pty; the terminal is restored",
+      async () => {
+        const cmd = ourShellCommand("plink", [...auth, ...target]);
+        let typed = false;
+        const r = await runOnPty(
+          `(${cmd}); echo EXIT=$?; stty -a | grep -o -- '-\\?icanon'`,
+          (screen) => {
+            if (typed || !/\$ $/.test(screen)) return undefined;
+            typed = true;
+            return "echo shell-$((6*7)); tty; exit 3\r";
+          },
+          { env },
+        );
+        assert.match(r.stdout, /shell-42/);
+        assert.match(r.stdout, /\/dev\/pts\/\d+/, "the remote side has a pty");
+        assert.match(r.stdout, /EXIT=3/);
+        assert.match(r.stdout, /\bicanon/);
+        assert.doesNotMatch(r.stdout, /-icanon/);
+      },
+    );
+
     await t.step("stdout closed early: one line, exit 1, as real plink", async () => {
       const cmd = ourShellCommand("plink", [...auth, ...target, "seq 1 1000000"]);
       const out = await new Deno.Command("bash", {
