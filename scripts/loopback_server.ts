@@ -18,6 +18,11 @@ export interface LoopbackServerOptions {
   password?: string;
   /** OpenSSH public key line ("ssh-ed25519 AAAA...") also accepted for `user`. */
   authorizedKey?: string;
+  /**
+   * Offer keyboard-interactive (a "Password: " prompt without echo, then "Token: " with echo,
+   * expecting `password` and "42") instead of password authentication.
+   */
+  keyboardInteractive?: boolean;
   /** Called on every new TCP connection (fault injection: drop, delay...). */
   onConnection?: (client: ssh2.Connection) => void;
   /** Called for each exec request before it runs; return false to refuse it. */
@@ -62,7 +67,28 @@ export function startLoopbackServer(opts: LoopbackServerOptions = {}): Promise<L
     opts.onConnection?.(client);
     client.on("authentication", (ctx) => {
       const okUser = ctx.username === user;
-      if (okUser && ctx.method === "password" && ctx.password === password) {
+      const methods: ssh2.AuthenticationType[] = [
+        opts.keyboardInteractive ? "keyboard-interactive" : "password",
+      ];
+      if (allowedKey) methods.push("publickey");
+      if (okUser && ctx.method === "keyboard-interactive" && opts.keyboardInteractive) {
+        return ctx.prompt(
+          [{ prompt: "Password: ", echo: false }, { prompt: "Token: ", echo: true }],
+          "Loopback login",
+          "Answer both questions.",
+          (answers) => {
+            if (answers[0] === password && answers[1] === "42") {
+              authCount++;
+              return ctx.accept();
+            }
+            ctx.reject(methods);
+          },
+        );
+      }
+      if (
+        okUser && ctx.method === "password" && !opts.keyboardInteractive &&
+        ctx.password === password
+      ) {
         authCount++;
         return ctx.accept();
       }
@@ -76,7 +102,7 @@ export function startLoopbackServer(opts: LoopbackServerOptions = {}): Promise<L
           }
         }
       }
-      ctx.reject(allowedKey ? ["password", "publickey"] : ["password"]);
+      ctx.reject(methods);
     });
     client.on("ready", () => {
       client.on("session", (accept) => {

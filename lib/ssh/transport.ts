@@ -226,11 +226,14 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
               if (instructions && opts.banner) opts.banner(instructions + "\n");
               const answers: string[] = [];
               for (const p of prompts) {
-                const a = !p.echo
-                  ? await askPassword()
-                  : opts.batch
-                  ? undefined
-                  : await opts.prompt(p.prompt, true);
+                let a: string | undefined;
+                if (!p.echo && opts.password !== undefined && !passwordUsed) {
+                  // -pw answers the first secret prompt, as in PuTTY.
+                  passwordUsed = true;
+                  a = opts.password;
+                } else if (!opts.batch) {
+                  a = await opts.prompt(p.prompt, p.echo);
+                }
                 if (a === undefined) {
                   failure ??= new TransportError(
                     "Cannot answer interactive prompts in batch mode",
