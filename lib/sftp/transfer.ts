@@ -1,0 +1,246 @@
+/**
+ * Whole-file SFTP transfers with many requests in flight, as OpenSSH's sftp and PuTTY's
+ * xfer_download/xfer_upload do: one request per round trip would leave a loopback link idle most
+ * of the time. Memory stays bounded: at most MAX_AHEAD bytes are requested but not yet handed
+ * to the sink (download), or read from the source but not yet acknowledged (upload).
+ */
+
+import type { SftpHandle } from "./client.ts";
+
+export interface TransferOptions {
+  /** Start offset (resume: reget/reput). Default 0. */
+  offset?: number;
+  /** Called with the total bytes done so far, including the start offset. */
+  onProgress?: (done: number) => void;
+  /** Bytes per request (clamped to the server's limits@openssh.com when it has them). */
+  blockSize?: number;
+  /** Bytes requested or sent but not yet consumed/acknowledged. */
+  maxAhead?: number;
+}
+
+/** 32 KiB is what every SFTP server accepts (OpenSSH's sftp uses it by default). */
+const DEFAULT_BLOCK = 32 * 1024;
+const LARGE_BLOCK = 128 * 1024;
+const MAX_AHEAD = 4 * 1024 * 1024;
+
+function blockSizeFor(handle: SftpHandle, wanted: number | undefined, kind: "read" | "write") {
+  if (wanted) return wanted;
+  const limits = handle.sftp.limits;
+  if (!limits) return DEFAULT_BLOCK;
+  const max = kind === "read" ? limits.maxRead : limits.maxWrite;
+  return max > 0 ? Math.min(LARGE_BLOCK, max) : DEFAULT_BLOCK;
+}
+
+/**
+ * Reads the remote file from `offset` to its end, handing each chunk to `sink` in file order.
+ * Short reads (a server may return fewer bytes than asked) are re-requested. Returns the number
+ * of bytes transferred (not counting the start offset).
+ */
+export function download(
+  handle: SftpHandle,
+  sink: (chunk: Uint8Array) => Promise<void>,
+  opts: TransferOptions = {},
+): Promise<number> {
+  const start = opts.offset ?? 0;
+  const block = blockSizeFor(handle, opts.blockSize, "read");
+  const maxAhead = Math.max(opts.maxAhead ?? MAX_AHEAD, block);
+  /** Next offset never yet requested. */
+  let nextRequest = start;
+  /** Next offset the sink wants. */
+  let nextDeliver = start;
+  /** Offset at which the server said EOF, once it has. */
+  let eofAt = Infinity;
+  /** Bytes requested and not yet delivered to the sink. */
+  let ahead = 0;
+  let inFlight = 0;
+  /**
+   * How far ahead we may be: starts at two blocks (a small file costs two requests, not a
+   * hundred past its end) and grows with every full block, up to maxAhead.
+   */
+  let allowance = Math.min(maxAhead, 2 * block);
+  /** Ranges to (re-)request before new ones: the tails of short reads. */
+  const retries: [number, number][] = [];
+  const arrived = new Map<number, Uint8Array>();
+  let sinking = false;
+  let settled = false;
+
+  return new Promise<number>((resolve, reject) => {
+    const failWith = (e: unknown) => {
+      if (settled) return;
+      settled = true;
+      reject(e);
+    };
+
+    const finished = () =>
+      inFlight === 0 && !sinking && nextDeliver >= Math.min(eofAt, nextRequest);
+
+    const pump = () => {
+      if (settled) return;
+      while (true) {
+        let off: number;
+        let len: number;
+        if (retries.length) {
+          [off, len] = retries.shift()!;
+        } else {
+          if (nextRequest >= eofAt || ahead + block > allowance) break;
+          off = nextRequest;
+          len = block;
+          nextRequest += block;
+          ahead += block;
+        }
+        issue(off, len);
+      }
+      if (!sinking && arrived.has(nextDeliver)) deliver();
+      if (finished() && !settled) {
+        settled = true;
+        resolve(nextDeliver - start);
+      }
+    };
+
+    const issue = (off: number, len: number) => {
+      inFlight++;
+      handle.read(off, len).then((data) => {
+        inFlight--;
+        if (data === null || data.length === 0) {
+          // EOF here: nothing at or after `off` exists.
+          if (off < eofAt) eofAt = off;
+        } else {
+          arrived.set(off, data);
+          if (data.length < len) {
+            if (off + data.length < eofAt) retries.push([off + data.length, len - data.length]);
+          } else {
+            // Slow start: a full block back earns room for one more in flight.
+            allowance = Math.min(maxAhead, allowance + block);
+          }
+        }
+        pump();
+      }, (e) => {
+        inFlight--;
+        failWith(e);
+      });
+    };
+
+    const deliver = async () => {
+      sinking = true;
+      try {
+        for (;;) {
+          const chunk = arrived.get(nextDeliver);
+          if (!chunk) break;
+          arrived.delete(nextDeliver);
+          await sink(chunk);
+          if (settled) return;
+          nextDeliver += chunk.length;
+          ahead -= chunk.length;
+          opts.onProgress?.(nextDeliver);
+        }
+      } catch (e) {
+        failWith(e);
+        return;
+      } finally {
+        sinking = false;
+      }
+      // Requests past EOF were never delivered: release their budget.
+      if (nextDeliver >= eofAt) ahead = 0;
+      pump();
+    };
+
+    pump();
+  });
+}
+
+/**
+ * Writes everything `source` yields to the remote file, starting at `offset`, with up to
+ * maxAhead bytes unacknowledged. Returns the number of bytes written.
+ */
+export async function upload(
+  handle: SftpHandle,
+  source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
+  opts: TransferOptions = {},
+): Promise<number> {
+  const start = opts.offset ?? 0;
+  const block = blockSizeFor(handle, opts.blockSize, "write");
+  const maxAhead = Math.max(opts.maxAhead ?? MAX_AHEAD, block);
+  let offset = start;
+  let unacked = 0;
+  let acked = 0;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const inflight = new Set<Promise<void>>();
+
+  const waitForRoom = async () => {
+    while (unacked + block > maxAhead && failure === undefined) {
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
+
+  const send = (data: Uint8Array) => {
+    const at = offset;
+    offset += data.length;
+    unacked += data.length;
+    const p = handle.write(at, data).then(() => {
+      unacked -= data.length;
+      acked += data.length;
+      opts.onProgress?.(start + acked);
+    }, (e) => {
+      failure ??= e;
+    }).finally(() => {
+      inflight.delete(p);
+      const w = wake;
+      wake = undefined;
+      w?.();
+    });
+    inflight.add(p);
+  };
+
+  // Coalesce small source chunks into whole blocks; split big ones.
+  let pending: Uint8Array[] = [];
+  let pendingLen = 0;
+  const flush = async (all: boolean) => {
+    while (pendingLen >= block || (all && pendingLen > 0)) {
+      await waitForRoom();
+      if (failure !== undefined) return;
+      const n = Math.min(block, pendingLen);
+      const out = new Uint8Array(n);
+      let at = 0;
+      while (at < n) {
+        const c = pending[0];
+        const k = Math.min(c.length, n - at);
+        out.set(c.subarray(0, k), at);
+        at += k;
+        if (k === c.length) pending.shift();
+        else pending[0] = c.subarray(k);
+      }
+      pendingLen -= n;
+      send(out);
+    }
+  };
+
+  const iterable: AsyncIterable<Uint8Array> = source instanceof ReadableStream
+    ? streamIterable(source)
+    : source;
+  for await (const chunk of iterable) {
+    if (failure !== undefined) break;
+    if (chunk.length === 0) continue;
+    pending.push(chunk);
+    pendingLen += chunk.length;
+    await flush(false);
+  }
+  if (failure === undefined) await flush(true);
+  pending = [];
+  while (inflight.size) await Promise.all([...inflight]);
+  if (failure !== undefined) throw failure;
+  return offset - start;
+}
+
+async function* streamIterable(s: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  const reader = s.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
