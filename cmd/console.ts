@@ -63,43 +63,50 @@ export async function readTtyLine(prompt: string, echo: boolean): Promise<string
     return await readStdinLine();
   }
   try {
-    tty.writeSync(enc.encode(prompt));
-    if (echo) {
-      const buf = new Uint8Array(1024);
-      let line = "";
-      for (;;) {
-        const n = await tty.read(buf);
-        if (n === null) return line.length ? line : undefined;
-        line += new TextDecoder().decode(buf.subarray(0, n));
-        const nl = line.indexOf("\n");
-        if (nl >= 0) return line.slice(0, nl).replace(/\r$/, "");
-      }
-    }
-    tty.setRaw(true);
+    // Echo goes off before the prompt appears, so a quick typist's secret is never echoed.
+    if (!echo) tty.setRaw(true);
     try {
-      const bytes: number[] = [];
-      const b = new Uint8Array(1);
-      for (;;) {
-        const n = await tty.read(b);
-        if (n === null) return undefined;
-        const c = b[0];
-        if (c === 13 || c === 10) break;
-        if (c === 3 || c === 4) {
-          tty.writeSync(enc.encode("\r\n"));
-          return undefined;
-        }
-        if (c === 127 || c === 8) bytes.pop();
-        else if (c === 21) bytes.length = 0;
-        else bytes.push(c);
-      }
-      tty.writeSync(enc.encode("\r\n"));
-      return new TextDecoder().decode(new Uint8Array(bytes));
+      tty.writeSync(enc.encode(prompt));
+      return echo ? await readEchoedLine(tty) : await readSecretLine(tty);
     } finally {
-      tty.setRaw(false);
+      if (!echo) tty.setRaw(false);
     }
   } finally {
     tty.close();
   }
+}
+
+async function readEchoedLine(tty: Deno.FsFile): Promise<string | undefined> {
+  const buf = new Uint8Array(1024);
+  let line = "";
+  for (;;) {
+    const n = await tty.read(buf);
+    if (n === null) return line.length ? line : undefined;
+    line += new TextDecoder().decode(buf.subarray(0, n));
+    const nl = line.indexOf("\n");
+    if (nl >= 0) return line.slice(0, nl).replace(/\r$/, "");
+  }
+}
+
+/** Reads a line in raw mode, doing backspace, ^U and ^C/^D ourselves. */
+async function readSecretLine(tty: Deno.FsFile): Promise<string | undefined> {
+  const bytes: number[] = [];
+  const b = new Uint8Array(1);
+  for (;;) {
+    const n = await tty.read(b);
+    if (n === null) return undefined;
+    const c = b[0];
+    if (c === 13 || c === 10) break;
+    if (c === 3 || c === 4) {
+      tty.writeSync(enc.encode("\r\n"));
+      return undefined;
+    }
+    if (c === 127 || c === 8) bytes.pop();
+    else if (c === 21) bytes.length = 0;
+    else bytes.push(c);
+  }
+  tty.writeSync(enc.encode("\r\n"));
+  return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
 /** Interaction for a console tool: logging per -v, prompting unless -batch. */
