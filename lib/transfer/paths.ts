@@ -1,0 +1,83 @@
+/**
+ * How pscp reads its file arguments and names files (pscp.c and unix/sftp.c in PuTTY 0.78):
+ * which arguments are remote, the user/host/path in them, and the name checks that stop a server
+ * from writing outside the target area.
+ */
+
+import { hostStrchr } from "../config/sessions.ts";
+
+/**
+ * PuTTY's colon(): the index of the colon separating host from path, or -1 for a local path.
+ * A leading colon doesn't count (the host can't be empty), nor one in second place ("c:file",
+ * except after "["), nor one after a '/' or '\' ("./a:b" is local); colons inside [...] (IPv6
+ * literals) are skipped.
+ */
+export function remoteColon(arg: string): number {
+  if (arg === "" || arg[0] === ":" || (arg[0] !== "[" && arg[1] === ":")) return -1;
+  const i = hostStrchr(arg, ":/\\");
+  return i >= 0 && arg[i] === ":" ? i : -1;
+}
+
+export interface RemoteSpec {
+  host: string;
+  /** From "user@host" (the last '@'); undefined when absent or empty. */
+  user?: string;
+  /** The path after the colon; "." when empty, as PuTTY substitutes. */
+  path: string;
+}
+
+/** Splits "[user@]host:path" (the caller has checked remoteColon() >= 0). */
+export function parseRemoteSpec(arg: string): RemoteSpec {
+  const c = remoteColon(arg);
+  if (c < 0) throw new Error(`not a remote path: ${arg}`);
+  const userHost = arg.slice(0, c);
+  const path = arg.slice(c + 1) || ".";
+  const at = userHost.lastIndexOf("@");
+  if (at < 0) return { host: userHost, path };
+  const user = userHost.slice(0, at);
+  return { host: userHost.slice(at + 1), user: user || undefined, path };
+}
+
+/** stripslashes(): the part after the last '/'. */
+export function lastComponent(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
+/**
+ * The name pscp sends for a local source (source()/rsource()): after the last '/', then after
+ * any '\', or after a ':' when there was no slash at all.
+ */
+export function sourceName(src: string): string {
+  let last = lastComponent(src);
+  const bs = last.lastIndexOf("\\");
+  if (bs >= 0) last = last.slice(bs + 1);
+  if (last.length === src.length && src.includes(":")) last = src.slice(src.indexOf(":") + 1);
+  return last;
+}
+
+/** is_dots(): "", ".", "..", "..." and so on. */
+export function isDots(name: string): boolean {
+  return /^\.*$/.test(name);
+}
+
+/** vet_filename(): a name a server may give us from a directory listing. */
+export function vetFilename(name: string): boolean {
+  return !name.includes("/") && name !== "." && name !== "..";
+}
+
+/** dir_file_cat(): `dir/file`, without doubling a trailing slash. */
+export function dirFileCat(dir: string, file: string): string {
+  return dir.endsWith("/") ? dir + file : `${dir}/${file}`;
+}
+
+/**
+ * The temporary name a transfer writes to beside its target ".<name>.<random>.pscp" (the name cut
+ * to 100 characters, keeping within NAME_MAX).
+ */
+export function tempNameFor(name: string): string {
+  const tag = Array.from(
+    crypto.getRandomValues(new Uint8Array(4)),
+    (x) => x.toString(16).padStart(2, "0"),
+  ).join("");
+  return `.${[...name].slice(0, 100).join("")}.${tag}.pscp`;
+}
