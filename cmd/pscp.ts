@@ -1,8 +1,189 @@
-/** pscp: not part of this build yet. */
+/**
+ * pscp: copy files to or from an SSH server, over SFTP (default) or SCP, as PuTTY's pscp does.
+ * It never becomes a sharing upstream: with -share it uses a live upstream, else connects alone.
+ */
 
-import { writeErr } from "./console.ts";
+import { parseCommandLine, type ParsedCommandLine, PSCP } from "../lib/config/options.ts";
+import type { PuttyConfig } from "../lib/config/sessions.ts";
+import { ConfigError } from "../lib/config/types.ts";
+import { connect, type Connected } from "../lib/connect.ts";
+import { FatalError, type Reporter } from "../lib/transfer/endpoint.ts";
+import { ProgressLine } from "../lib/transfer/progress.ts";
+import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/transfer/pscp.ts";
+import { VERSION } from "../lib/version.ts";
+import { consoleInteraction, errorText, fatal, writeErr } from "./console.ts";
 
-export function main(_args: string[]): Promise<number> {
-  writeErr("pscp: not available in this build of puttykit yet\n");
-  return Promise.resolve(1);
+const USAGE = `PuTTY Secure Copy client (puttykit ${VERSION})
+Usage: pscp [options] [user@]host:source target
+       pscp [options] source [source...] [user@]host:target
+       pscp [options] -ls [user@]host:filespec
+Options:
+  -V        print version information and exit
+  -pgpfp    print PGP key fingerprints and exit
+  -p        preserve file attributes
+  -q        quiet, don't show statistics
+  -r        copy directories recursively
+  -v        show verbose messages
+  -load sessname  Load settings from saved session
+  -P port   connect to specified port
+  -l user   connect with specified username
+  -pw passw login with specified password
+  -pwfile file   login with password read from specified file
+  -1 -2     force use of particular SSH protocol version
+  -ssh -ssh-connection
+            force use of particular SSH protocol variant
+  -4 -6     force use of IPv4 or IPv6
+  -C        enable compression
+  -i key    private key file for user authentication
+  -noagent  disable use of Pageant
+  -agent    enable use of Pageant
+  -hostkey keyid
+            manually specify a host key (may be repeated)
+  -batch    disable all interactive prompts
+  -share    enable use of connection sharing
+  -noshare  disable use of connection sharing
+  -proxycmd command
+            use 'command' as local proxy
+  -unsafe   allow server-side wildcards (DANGEROUS)
+  -sftp     force use of SFTP protocol
+  -scp      force use of SCP protocol
+  -sshlog file
+  -sshrawlog file
+            log protocol details to a file
+`;
+
+const enc = new TextEncoder();
+
+function writeOut(text: string): void {
+  const data = enc.encode(text);
+  let off = 0;
+  while (off < data.length) off += Deno.stdout.writeSync(data.subarray(off));
+}
+
+/** PuTTY's cmdline_error(). */
+function cmdlineError(message: string): never {
+  writeErr(`pscp: ${message}\n      try typing just "pscp" for help\n`);
+  Deno.exit(1);
+}
+
+/** Control characters from the server are not passed to our terminal (PuTTY's stripctrl). */
+function sanitise(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x9b]|\x1b\[?/g, "");
+}
+
+export async function main(args: string[]): Promise<number> {
+  let parsed: ParsedCommandLine;
+  try {
+    parsed = parseCommandLine(PSCP, args);
+  } catch (e) {
+    if (e instanceof ConfigError) cmdlineError(e.message);
+    throw e;
+  }
+  if (parsed.stop === "-V") {
+    writeOut(`pscp: puttykit ${VERSION}\n`);
+    return 0;
+  }
+  if (parsed.stop) {
+    writeOut(USAGE);
+    return 1;
+  }
+  for (const w of parsed.warnings) writeErr(`${w}\n`);
+  const flags = parsed.flags;
+  // -scp and -sftp: the last one given wins.
+  const optionWords = args.slice(0, args.length - parsed.args.length);
+  const useScp = optionWords.lastIndexOf("-scp") > optionWords.lastIndexOf("-sftp");
+  const verbose = parsed.config.verbose;
+  const showStats = !flags.has("-q") && Deno.stdout.isTerminal();
+
+  let errors = 0;
+  const stats = showStats ? new ProgressLine(writeOut) : undefined;
+  const say = (text: string) => {
+    stats?.abandon();
+    writeErr(text + "\n");
+  };
+  const reporter: Reporter = {
+    error: (text) => {
+      errors++;
+      say(sanitise(text));
+    },
+    warn: (text) => say(sanitise(text)),
+    verbose: (text) => {
+      if (verbose) say(sanitise(text));
+    },
+  };
+  const bump: (message: string) => never = (message) => {
+    stats?.abandon();
+    writeErr(sanitise(message) + "\n");
+    Deno.exit(1);
+  };
+
+  let job: PscpJob;
+  try {
+    job = await pscpJob(parsed.args, flags.has("-ls"));
+  } catch (e) {
+    if (e instanceof UsageNeeded) {
+      writeOut(USAGE);
+      return 1;
+    }
+    bump(errorText(e));
+  }
+
+  const run = new PscpRun(job, {
+    recursive: flags.has("-r"),
+    preserve: flags.has("-p"),
+    unsafe: flags.has("-unsafe"),
+    verbose,
+    trySftp: !useScp,
+    tryScp: !flags.has("-sftp") || useScp,
+    progress: stats ? (s) => stats.draw(s) : undefined,
+  }, {
+    reporter,
+    log: (text) => {
+      if (verbose) say(text);
+    },
+    out: (text) => writeOut(sanitise(text).replace(/\r(?!\n)/g, "")),
+    remoteStderr: (() => {
+      const dec = new TextDecoder();
+      return (data: Uint8Array) => {
+        stats?.abandon();
+        writeErr(sanitise(dec.decode(data, { stream: true })));
+      };
+    })(),
+  });
+
+  const remote = job.remote;
+  let config: PuttyConfig;
+  try {
+    config = parsed.forHost(remote.host, remote.user);
+  } catch (e) {
+    bump(errorText(e));
+  }
+  let connected: Connected;
+  try {
+    connected = await connect({ config, mayBeUpstream: false, ui: consoleInteraction(config) });
+  } catch (e) {
+    fatal(errorText(e));
+  }
+
+  const stop = async () => {
+    await run.abort();
+    await connected.abort();
+    Deno.exit(130);
+  };
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const sig of signals) Deno.addSignalListener(sig, stop);
+  try {
+    await run.run(connected.conn);
+  } catch (e) {
+    await run.abort();
+    await connected.abort();
+    if (e instanceof FatalError) bump(e.message);
+    fatal(errorText(e));
+  } finally {
+    for (const sig of signals) Deno.removeSignalListener(sig, stop);
+  }
+  stats?.abandon();
+  await connected.finish();
+  return errors === 0 ? 0 : 1;
 }

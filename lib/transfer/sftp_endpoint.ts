@@ -1,0 +1,426 @@
+/**
+ * pscp's SFTP half (PuTTY's scp_* functions when using_sftp): uploads through temporary files
+ * renamed into place, downloads of single files, trees and wildcards globbed on our side.
+ */
+
+import {
+  type Attrs,
+  isDirectory,
+  OPEN,
+  type SftpClient,
+  SftpError,
+  type SftpHandle,
+} from "../sftp/client.ts";
+import { download, upload } from "../sftp/transfer.ts";
+import {
+  type DownloadSource,
+  FatalError,
+  FileError,
+  type FileMeta,
+  type RemoteEntry,
+  type Reporter,
+  type UploadTarget,
+} from "./endpoint.ts";
+import { lastComponent, tempNameFor, vetFilename } from "./paths.ts";
+import { wildcardMatch, wildcardUnescape } from "./wildcard.ts";
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Remote `dir/name` as PuTTY builds it. */
+function remoteJoin(dir: string, name: string): string {
+  return `${dir}/${name}`;
+}
+
+function remoteDirname(path: string): string {
+  const i = path.lastIndexOf("/");
+  if (i < 0) return ".";
+  return i === 0 ? "/" : path.slice(0, i);
+}
+
+function timesOf(a: Attrs, preserve: boolean): FileMeta["times"] {
+  if (!preserve || a.mtime === undefined || a.atime === undefined) return undefined;
+  return { mtime: a.mtime, atime: a.atime };
+}
+
+/** SFTP status errors concern one file; anything else (connection gone) ends the copy. */
+function fileOr<T>(e: unknown, text: (msg: string) => string): T {
+  if (e instanceof SftpError) throw new FileError(text(e.message));
+  throw e;
+}
+
+// ----------------------------------------------------------------------------------------------
+
+/**
+ * Uploads. Each file is written to ".<name>.<random>.pscp" in the target's directory and renamed
+ * over the target once complete (posix-rename@openssh.com when offered, which replaces an
+ * existing file atomically; else remove-then-rename). A failed transfer leaves the target as it
+ * was; its temporary file is removed when the connection still allows.
+ */
+export class SftpUploadTarget implements UploadTarget {
+  private stack: { path: string; isDir: boolean; mode: number; times?: FileMeta["times"] }[] = [];
+
+  private constructor(
+    private readonly sftp: SftpClient,
+    private path: string,
+    private isDir: boolean,
+    private readonly reporter: Reporter,
+  ) {}
+
+  /** scp_source_setup(): is the target a directory (as it must be for several sources)? */
+  static async start(
+    sftp: SftpClient,
+    target: string,
+    shouldBeDir: boolean,
+    reporter: Reporter,
+  ): Promise<SftpUploadTarget> {
+    let isDir = false;
+    try {
+      isDir = isDirectory(await sftp.stat(target));
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+    }
+    if (shouldBeDir && !isDir) {
+      throw new FatalError(`pscp: remote filespec ${target}: not a directory`);
+    }
+    return new SftpUploadTarget(sftp, target, isDir, reporter);
+  }
+
+  private fullName(name: string): string {
+    return this.isDir ? remoteJoin(this.path, name) : this.path;
+  }
+
+  async sendFile(
+    name: string,
+    meta: FileMeta & { size: number },
+    data: AsyncIterable<Uint8Array>,
+    onProgress: (done: number) => void,
+  ): Promise<void> {
+    let full = this.fullName(name);
+    // Where the data really goes: through a symlink, as writing in place would; an existing
+    // file's permissions are kept (PuTTY's open with O_TRUNC keeps them).
+    let keepMode: number | undefined;
+    try {
+      let st = await this.sftp.lstat(full);
+      if (st.permissions !== undefined && (st.permissions & 0o170000) === 0o120000) {
+        full = await this.sftp.realpath(full);
+        st = await this.sftp.stat(full);
+      }
+      if (isDirectory(st)) throw new FileError(`pscp: unable to open ${full}: is a directory`);
+      if (st.permissions !== undefined) keepMode = st.permissions & 0o7777;
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+    }
+    const temp = remoteJoin(remoteDirname(full), tempNameFor(lastComponent(full)));
+    let handle: SftpHandle;
+    try {
+      handle = await this.sftp.open(temp, OPEN.WRITE | OPEN.CREAT | OPEN.EXCL, {
+        permissions: meta.mode,
+      });
+    } catch (e) {
+      return fileOr(e, (m) => `pscp: unable to open ${full}: ${m}`);
+    }
+    try {
+      try {
+        await upload(handle, data, { onProgress });
+      } catch (e) {
+        fileOr(e, (m) => `error while writing: ${m}`);
+      }
+      const attrs: Attrs = {};
+      if (meta.times) {
+        // -p: exact permissions and times.
+        attrs.permissions = meta.mode;
+        attrs.atime = meta.times.atime;
+        attrs.mtime = meta.times.mtime;
+      } else if (keepMode !== undefined) {
+        attrs.permissions = keepMode;
+      }
+      if (Object.keys(attrs).length) {
+        try {
+          await handle.fsetstat(attrs);
+        } catch (e) {
+          if (!(e instanceof SftpError)) throw e;
+          this.reporter.error(`unable to set file times: ${e.message}`);
+        }
+      }
+      try {
+        await handle.close();
+      } catch (e) {
+        fileOr(e, (m) => `error while writing: ${m}`);
+      }
+      await this.replace(temp, full);
+    } catch (e) {
+      // Best effort: the connection may be gone, in which case the server keeps the temp file.
+      await handle.close().catch(() => {});
+      await this.sftp.remove(temp).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Moves the finished temporary file onto the target. */
+  private async replace(temp: string, full: string): Promise<void> {
+    try {
+      if (this.sftp.hasPosixRename) return await this.sftp.posixRename(temp, full);
+      try {
+        return await this.sftp.rename(temp, full);
+      } catch (e) {
+        if (!(e instanceof SftpError)) throw e;
+      }
+      // SFTP v3 rename refuses to replace an existing file: remove it first.
+      await this.sftp.remove(full).catch(() => {});
+      await this.sftp.rename(temp, full);
+    } catch (e) {
+      fileOr(e, (m) => `pscp: unable to rename ${temp} to ${full}: ${m}`);
+    }
+  }
+
+  async enterDir(name: string, mode: number, times?: FileMeta["times"]): Promise<void> {
+    const full = this.fullName(name);
+    // Whether mkdir worked doesn't matter: if a directory is there afterwards, we use it.
+    let err = "server reported no error";
+    try {
+      await this.sftp.mkdir(full);
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+      err = e.message;
+    }
+    let ok = false;
+    try {
+      ok = isDirectory(await this.sftp.stat(full));
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+    }
+    if (!ok) throw new FileError(`unable to create directory ${full}: ${err}`);
+    this.stack.push({ path: this.path, isDir: this.isDir, mode, times });
+    this.path = full;
+    this.isDir = true;
+  }
+
+  async leaveDir(): Promise<void> {
+    const top = this.stack.pop();
+    if (!top) return;
+    const full = this.path;
+    this.path = top.path;
+    this.isDir = top.isDir;
+    if (top.times) {
+      try {
+        await this.sftp.setstat(full, {
+          permissions: top.mode,
+          atime: top.times.atime,
+          mtime: top.times.mtime,
+        });
+      } catch (e) {
+        if (!(e instanceof SftpError)) throw e;
+        this.reporter.error(`unable to set file times: ${e.message}`);
+      }
+    }
+  }
+
+  reportError(): void {
+    // We never need to send our errors to an SFTP server.
+  }
+
+  async close(): Promise<void> {
+    await this.sftp.close();
+  }
+}
+
+// ----------------------------------------------------------------------------------------------
+
+interface Listing {
+  names: string[];
+  pos: number;
+  dirpath: string;
+  wildcard?: string;
+  matched: boolean;
+}
+
+/**
+ * Downloads: a file, a directory tree (-r), or the names in one directory matching a wildcard
+ * in the last path component ("dir/*.txt"), matched here with PuTTY's syntax.
+ */
+export class SftpDownloadSource implements DownloadSource {
+  readonly namesAreOurs = true;
+  private stack: Listing[] = [];
+  private done = false;
+  private current?: string;
+  /** The directory just returned by next(), until something else is. */
+  private pushedDir?: Listing;
+
+  private constructor(
+    private readonly sftp: SftpClient,
+    private readonly path: string,
+    private wildcard: string | undefined,
+    private readonly opts: { recursive: boolean; preserve: boolean },
+    private readonly reporter: Reporter,
+  ) {}
+
+  /**
+   * scp_sink_setup(): splits a wildcard off the last component. Undefined (after reporting) when
+   * the wildcard is in an earlier component.
+   */
+  static create(
+    sftp: SftpClient,
+    source: string,
+    opts: { recursive: boolean; preserve: boolean },
+    reporter: Reporter,
+  ): SftpDownloadSource | undefined {
+    const plain = wildcardUnescape(source);
+    if (plain !== undefined) return new SftpDownloadSource(sftp, plain, undefined, opts, reporter);
+    const slash = source.lastIndexOf("/");
+    const wildcard = source.slice(slash + 1);
+    let dir = source.slice(0, slash + 1);
+    if (dir.length >= 2) dir = dir.slice(0, -1);
+    else if (dir === "") dir = ".";
+    const dirPlain = wildcardUnescape(dir);
+    if (dirPlain === undefined) {
+      reporter.error(`${source}: multiple-level wildcards unsupported`);
+      return undefined;
+    }
+    return new SftpDownloadSource(sftp, dirPlain, wildcard, opts, reporter);
+  }
+
+  beginLevel(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private matches(pattern: string | undefined, name: string): boolean {
+    if (pattern === undefined) return true;
+    try {
+      return wildcardMatch(pattern, name);
+    } catch (e) {
+      throw new FatalError(`pscp: wildcard '${pattern}': ${errText(e)}`);
+    }
+  }
+
+  async next(): Promise<RemoteEntry | undefined> {
+    this.pushedDir = undefined;
+    for (;;) {
+      let fname: string;
+      const head = this.stack[this.stack.length - 1];
+      if (!head) {
+        if (this.done) return undefined;
+        fname = this.path;
+        this.done = true;
+      } else {
+        while (head.pos < head.names.length && !this.matches(head.wildcard, head.names[head.pos])) {
+          head.pos++;
+        }
+        if (head.pos < head.names.length) {
+          head.matched = true;
+          fname = remoteJoin(head.dirpath, head.names[head.pos++]);
+        } else {
+          this.stack.pop();
+          if (head.wildcard === undefined) return { kind: "end" };
+          if (!head.matched) {
+            this.reporter.error(`pscp: wildcard '${head.wildcard}' matched no files`);
+          }
+          continue;
+        }
+      }
+      // At the top, a failure ends the transfer; inside a listing it skips that name.
+      const atTop = this.stack.length === 0;
+      let attrs: Attrs;
+      try {
+        attrs = await this.sftp.stat(fname);
+      } catch (e) {
+        if (!(e instanceof SftpError)) throw e;
+        this.reporter.error(`unable to identify ${fname}: ${e.message}`);
+        if (atTop) return undefined;
+        continue;
+      }
+      if (attrs.permissions === undefined) {
+        this.reporter.error(`unable to identify ${fname}: file type not supplied`);
+        if (atTop) return undefined;
+        continue;
+      }
+      const meta: FileMeta = {
+        size: attrs.size,
+        mode: attrs.permissions & 0o7777,
+        times: timesOf(attrs, this.opts.preserve),
+      };
+      if (!isDirectory(attrs)) {
+        this.current = fname;
+        return { kind: "file", name: lastComponent(fname), meta };
+      }
+      if (!this.opts.recursive && this.wildcard === undefined) {
+        this.reporter.error(`pscp: ${fname}: is a directory`);
+        if (atTop) return undefined;
+        continue;
+      }
+      let names: string[];
+      try {
+        names = (await this.sftp.readdir(fname)).map((e) => e.name).filter((n) => {
+          if (n === "." || n === "..") return false;
+          if (vetFilename(n)) return true;
+          this.reporter.warn(`ignoring potentially dangerous server-supplied filename '${n}'`);
+          return false;
+        });
+      } catch (e) {
+        if (!(e instanceof SftpError)) throw e;
+        this.reporter.error(`pscp: unable to open directory ${fname}: ${e.message}`);
+        if (atTop) return undefined;
+        continue;
+      }
+      const listing: Listing = {
+        names,
+        pos: 0,
+        dirpath: fname,
+        wildcard: this.wildcard,
+        matched: false,
+      };
+      this.stack.push(listing);
+      if (this.wildcard !== undefined) {
+        this.wildcard = undefined;
+        continue;
+      }
+      this.pushedDir = listing;
+      return { kind: "dir", name: lastComponent(fname), meta };
+    }
+  }
+
+  async receive(
+    write: (chunk: Uint8Array) => Promise<void>,
+    onProgress: (done: number) => void,
+  ): Promise<void> {
+    const path = this.current!;
+    this.current = undefined;
+    let handle: SftpHandle;
+    try {
+      handle = await this.sftp.open(path, OPEN.READ);
+    } catch (e) {
+      return fileOr(e, (m) => `pscp: unable to open ${path}: ${m}`);
+    }
+    try {
+      await download(handle, write, { onProgress });
+    } catch (e) {
+      handle.close().catch(() => {});
+      fileOr(e, (m) => `pscp: error while reading: ${m}`);
+    }
+    await handle.close().catch((e) => fileOr(e, (m) => `pscp: error while reading: ${m}`));
+  }
+
+  accepted(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  reject(): Promise<void> {
+    // A directory we won't enter: drop its listing, or its names would land in the parent.
+    if (this.pushedDir && this.stack[this.stack.length - 1] === this.pushedDir) this.stack.pop();
+    this.pushedDir = undefined;
+    this.current = undefined;
+    return Promise.resolve();
+  }
+
+  async close(): Promise<void> {
+    await this.sftp.close();
+  }
+}
+
+/** pscp -ls over SFTP: the directory's long names, sorted by file name (PuTTY's order). */
+export async function listDirectory(sftp: SftpClient, dir: string): Promise<string[]> {
+  const entries = await sftp.readdir(dir);
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return entries.map((e) => e.longname);
+}
