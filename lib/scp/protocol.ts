@@ -87,7 +87,7 @@ export class ScpStream {
 /** A connection loss while talking SCP, as PuTTY reports it. */
 export function lost(e: unknown): Error {
   if (e instanceof FatalError) return e;
-  const why = e instanceof Error && !(e instanceof StreamEnded) ? `: ${e.message}` : "";
+  const why = e instanceof Error && !(e instanceof StreamEnded) ? ` (${e.message})` : "";
   return new FatalError(`Lost connection${why}`);
 }
 

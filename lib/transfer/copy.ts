@@ -63,10 +63,13 @@ export class Copier {
     return (done: number) => p.update(done);
   }
 
-  /** A file or directory failed: the named error, counted, wrapped for a fatal error. */
+  /**
+   * The copy can't go on while handling `path`: the error, naming the file. Anything that isn't
+   * already a FatalError comes from below the protocol: the connection (or channel) is gone.
+   */
   private fatalFor(path: string, e: unknown): never {
     if (e instanceof FatalError) throw new FatalError(`${path}: ${e.message}`);
-    throw new FatalError(`${path}: ${errText(e)}`);
+    throw new FatalError(`${path}: Lost connection (${errText(e)})`);
   }
 
   // --------------------------------------------------------------------------------------------
