@@ -123,6 +123,22 @@ async function withServer(
   }
 }
 
+/** A 200 MB file locally and in a remote directory `name`. */
+async function bigFileBothSides(s: Sshd, local: string, name: string) {
+  const big = join(local, "big.bin");
+  await makeBigFile(big, 200);
+  const remote = await s.userDir(name);
+  await Deno.copyFile(big, join(remote, "big.bin"));
+  return { big, remote };
+}
+
+/** Sizes of the temporary files (".<name>.<random>.pscp") in `dir`. */
+function partials(dir: string): number[] {
+  return [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".pscp")).map((e) =>
+    Deno.statSync(join(dir, e.name)).size
+  );
+}
+
 function assertNoTrace(stderr: string) {
   assert.doesNotMatch(stderr, /\bat .*\.ts:\d+|Uncaught|Stack backtrace/);
 }
@@ -434,14 +450,7 @@ Deno.test(
   opts,
   async (t) => {
     await withServer(async (s, local) => {
-      const big = join(local, "big.bin");
-      await makeBigFile(big, 200);
-      const remote = await s.userDir("drop");
-      await Deno.copyFile(big, join(remote, "big.bin"));
-      const partials = (dir: string) =>
-        [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".pscp")).map((e) =>
-          Deno.statSync(join(dir, e.name)).size
-        );
+      const { big, remote } = await bigFileBothSides(s, local, "drop");
 
       for (const proto of ["-sftp", "-scp"]) {
         await t.step(`download (${proto})`, async () => {
@@ -509,6 +518,29 @@ Deno.test(
     });
   },
 );
+
+Deno.test("pscp stopped by a signal removes its temporary files", opts, async () => {
+  await withServer(async (s, local) => {
+    const { big, remote } = await bigFileBothSides(s, local, "sig");
+    const dest = await Deno.makeTempDir({ dir: local });
+    const down = spawnOurs("pscp", [...authArgs(s), "-q", at(s, `${remote}/big.bin`), dest], {
+      env: s.env,
+    });
+    await waitFor(() => partials(dest).some((n) => n > 1 << 20), 60000, "a partial download");
+    down.kill("SIGINT");
+    const d = await collect(down, { timeoutMs: T });
+    assert.notEqual(d.code, 0);
+    assert.deepEqual([...Deno.readDirSync(dest)], [], "no target, no temporary file");
+
+    const upDir = await s.userDir("sig-up");
+    const up = spawnOurs("pscp", [...authArgs(s), "-q", big, at(s, upDir)], { env: s.env });
+    await waitFor(() => partials(upDir).some((n) => n > 1 << 20), 60000, "a partial upload");
+    up.kill("SIGINT");
+    const u = await collect(up, { timeoutMs: T });
+    assert.notEqual(u.code, 0);
+    assert.deepEqual([...Deno.readDirSync(upDir)], [], "the server keeps nothing either");
+  });
+});
 
 Deno.test(
   "pscp through an upstream (ours and PuTTY's plink): one authentication",

@@ -47,12 +47,17 @@ function errText(e: unknown): string {
 export class Copier {
   /** Temporary files being written, removed by abort(). */
   private readonly temps = new Set<TempFile>();
+  /** The upload in progress, if any, for abort(). */
+  private uploadTarget?: UploadTarget;
 
   constructor(private readonly opts: CopyOptions, private readonly reporter: Reporter) {}
 
   /** Removes any half-written temporary file (the process is being stopped). */
   async abort(): Promise<void> {
-    await Promise.all([...this.temps].map((t) => t.discard()));
+    await Promise.all([
+      ...[...this.temps].map((t) => t.discard()),
+      this.uploadTarget?.abort(),
+    ]);
     this.temps.clear();
   }
 
@@ -77,6 +82,7 @@ export class Copier {
 
   /** toremote(): every source into `target`. */
   async upload(sources: string[], target: UploadTarget): Promise<void> {
+    this.uploadTarget = target;
     for (const src of sources) {
       if (remoteColon(src) >= 0) {
         this.reporter.error(`${src}: Remote to remote not supported`);

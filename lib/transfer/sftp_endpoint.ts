@@ -60,6 +60,8 @@ function fileOr<T>(e: unknown, text: (msg: string) => string): T {
  */
 export class SftpUploadTarget implements UploadTarget {
   private stack: { path: string; isDir: boolean; mode: number; times?: FileMeta["times"] }[] = [];
+  /** The temporary file being written, if any. */
+  private writing?: { temp: string; handle: SftpHandle };
 
   private constructor(
     private readonly sftp: SftpClient,
@@ -121,6 +123,7 @@ export class SftpUploadTarget implements UploadTarget {
     } catch (e) {
       return fileOr(e, (m) => `pscp: unable to open ${full}: ${m}`);
     }
+    this.writing = { temp, handle };
     try {
       try {
         await upload(handle, data, { onProgress });
@@ -155,7 +158,20 @@ export class SftpUploadTarget implements UploadTarget {
       await handle.close().catch(() => {});
       await this.sftp.remove(temp).catch(() => {});
       throw e;
+    } finally {
+      this.writing = undefined;
     }
+  }
+
+  async abort(): Promise<void> {
+    const w = this.writing;
+    if (!w) return;
+    const cleanup = (async () => {
+      await w.handle.close().catch(() => {});
+      await this.sftp.remove(w.temp).catch(() => {});
+    })();
+    // Don't hang on a server that has stopped answering.
+    await Promise.race([cleanup, new Promise((r) => setTimeout(r, 2000))]);
   }
 
   /** Moves the finished temporary file onto the target. */
