@@ -214,7 +214,10 @@ Deno.test(
         async () => {
           const dest = await s.userDir("multi");
           const missing = join(local, "no-such-file");
-          for (const proto of ["-sftp", "-scp"]) {
+          // The second and third runs replace the files (SFTP: by rename over them).
+          for (const proto of ["-sftp", "-scp", "-sftp"]) {
+            await Deno.writeTextFile(join(dest, "with space.txt"), "stale").catch(() => {});
+            await Deno.chmod(join(dest, "with space.txt"), 0o640).catch(() => {});
             const r = await pscp("ours", s, [
               "-q",
               proto,
@@ -228,6 +231,16 @@ Deno.test(
             assert.deepEqual(
               [...Deno.readDirSync(dest)].map((e) => e.name).sort(),
               ["-leading-dash", "with space.txt"],
+            );
+            const replaced = join(dest, "with space.txt");
+            assert.deepEqual(
+              await Deno.readFile(replaced),
+              await Deno.readFile(join(tree, "with space.txt")),
+            );
+            assert.equal(
+              Deno.statSync(replaced).mode! & 0o777,
+              0o640,
+              "existing file keeps its mode",
             );
           }
           // A directory without -r is refused by name, the rest still copied.
