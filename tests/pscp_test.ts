@@ -256,6 +256,60 @@ Deno.test(
         },
       );
 
+      await t.step("saved sessions (-load, or named as the host), -l and -pw", async () => {
+        const sessions = join(s.env.PUTTYDIR, "sessions");
+        await Deno.mkdir(sessions, { recursive: true });
+        await Deno.writeTextFile(
+          join(sessions, "pkhost"),
+          `HostName=${s.host}\nProtocol=ssh\nPortNumber=${s.port}\nUserName=${s.user}\n` +
+            `PublicKeyFile=${s.userKeyPpk}\n`,
+        );
+        const dest = await s.userDir("sessions");
+        const file = join(tree, "with space.txt");
+        const hk = ["-batch", "-hostkey", s.hostKeyFingerprint];
+        // The host word names the session: its host, port, user and key are used.
+        const named = await runOurs("pscp", [...hk, "-q", file, `pkhost:${dest}/a`], {
+          env: s.env,
+        });
+        assert.equal(named.code, 0, named.stderr);
+        // -load: the session's port and key, with the host given.
+        const loaded = await runOurs(
+          "pscp",
+          [...hk, "-q", "-load", "pkhost", file, `${s.host}:${dest}/b`],
+          { env: s.env },
+        );
+        assert.equal(loaded.code, 0, loaded.stderr);
+        assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name).sort(), ["a", "b"]);
+        if (s.password) {
+          const pw = await runOurs("pscp", [
+            ...hk,
+            "-q",
+            "-P",
+            String(s.port),
+            "-l",
+            s.user,
+            "-pw",
+            s.password,
+            file,
+            `${s.host}:${dest}/c`,
+          ], { env: s.env });
+          assert.equal(pw.code, 0, pw.stderr);
+          assert.ok(Deno.statSync(join(dest, "c")).isFile);
+          const bad = await runOurs("pscp", [
+            ...hk,
+            "-q",
+            "-P",
+            String(s.port),
+            "-pw",
+            "wrong",
+            file,
+            `${s.user}@${s.host}:${dest}/d`,
+          ], { env: s.env });
+          assert.equal(bad.code, 1);
+          assertNoTrace(bad.stderr);
+        }
+      });
+
       await t.step(
         "errors before and after connecting: one line, PuTTY's words, exit 1",
         async () => {
