@@ -1,8 +1,236 @@
-/** psftp: not part of this build yet. */
+/**
+ * psftp: PuTTY's interactive SFTP client. The commands live in lib/psftp/; this file does the
+ * command line, the terminal (line editing with history when stdin is a terminal, plain lines
+ * otherwise), batch files, signals and the exit status.
+ */
 
-import { writeErr } from "./console.ts";
+import { parseCommandLine, type ParsedCommandLine, PSFTP } from "../lib/config/options.ts";
+import { ConfigError } from "../lib/config/types.ts";
+import { connectSftp } from "../lib/psftp/connect_sftp.ts";
+import { batchLines, runBatch, runInteractive } from "../lib/psftp/command_loop.ts";
+import { LineEditor } from "../lib/psftp/line_editor.ts";
+import { FatalError, type PsftpOutput, PsftpSession } from "../lib/psftp/session.ts";
+import { VERSION } from "../lib/version.ts";
+import { consoleInteraction, errorText, writeErr } from "./console.ts";
 
-export function main(_args: string[]): Promise<number> {
-  writeErr("psftp: not available in this build of puttykit yet\n");
-  return Promise.resolve(1);
+const USAGE = `PuTTY Secure File Transfer (SFTP) client
+puttykit ${VERSION}
+Usage: psftp [options] [user@]host
+Options:
+  -V        print version information and exit
+  -pgpfp    print PGP key fingerprints and exit
+  -b file   use specified batchfile
+  -bc       output batchfile commands
+  -be       don't stop batchfile processing if errors
+  -v        show verbose messages
+  -load sessname  Load settings from saved session
+  -l user   connect with specified username
+  -P port   connect to specified port
+  -pwfile file   login with password read from specified file
+  -1 -2     force use of particular SSH protocol version
+  -ssh -ssh-connection
+            force use of particular SSH protocol variant
+  -4 -6     force use of IPv4 or IPv6
+  -C        enable compression
+  -i key    private key file for user authentication
+  -noagent  disable use of Pageant
+  -agent    enable use of Pageant
+  -no-trivial-auth
+            disconnect if SSH authentication succeeds trivially
+  -hostkey keyid
+            manually specify a host key (may be repeated)
+  -batch    disable all interactive prompts
+  -no-sanitise-stderr  don't strip control chars from standard error
+  -proxycmd command
+            use 'command' as local proxy
+  -sshlog file
+  -sshrawlog file
+            log protocol details to a file
+  -logoverwrite
+  -logappend
+            control what happens when a log file already exists
+  -share    enable use of connection sharing (as a downstream of a live upstream)
+`;
+
+const enc = new TextEncoder();
+
+function writeOut(text: string): void {
+  const data = enc.encode(text);
+  let at = 0;
+  while (at < data.length) {
+    try {
+      at += Deno.stdout.writeSync(data.subarray(at));
+    } catch {
+      return; // stdout gone
+    }
+  }
+}
+
+const output: PsftpOutput = { print: writeOut, error: writeErr };
+
+/** The "!" command: system(3). */
+async function runLocal(command: string): Promise<number> {
+  try {
+    const child = new Deno.Command("/bin/sh", {
+      args: ["-c", command],
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+    return (await child.status).code;
+  } catch (e) {
+    writeErr(`psftp: ${errorText(e)}\n`);
+    return 127;
+  }
+}
+
+/** Reads command lines from a terminal with the line editor (raw mode only while reading). */
+class TerminalReader {
+  readonly editor = new LineEditor();
+  private readonly decoder = new TextDecoder();
+  private readonly buf = new Uint8Array(4096);
+  raw = false;
+
+  async readLine(prompt: string): Promise<string | undefined> {
+    try {
+      this.editor.columns = Deno.consoleSize().columns;
+    } catch { /* keep the last width */ }
+    Deno.stdin.setRaw(true);
+    this.raw = true;
+    try {
+      let r = this.editor.begin(prompt);
+      for (;;) {
+        writeOut(r.output);
+        if (r.line !== undefined) return r.line;
+        if (r.eof) return undefined;
+        const n = await Deno.stdin.read(this.buf);
+        if (n === null) return undefined;
+        r = this.editor.feed(this.decoder.decode(this.buf.subarray(0, n), { stream: true }));
+      }
+    } finally {
+      this.restore();
+    }
+  }
+
+  restore(): void {
+    if (!this.raw) return;
+    this.raw = false;
+    try {
+      Deno.stdin.setRaw(false);
+    } catch { /* not a terminal any more */ }
+  }
+}
+
+/** Reads command lines from a pipe or file, showing the prompt as psftp does. */
+class PlainReader {
+  private pending = new Uint8Array(0);
+  private readonly buf = new Uint8Array(65536);
+
+  async readLine(prompt: string): Promise<string | undefined> {
+    writeOut(prompt);
+    for (;;) {
+      const nl = this.pending.indexOf(10);
+      if (nl >= 0) {
+        const line = new TextDecoder().decode(this.pending.subarray(0, nl));
+        this.pending = this.pending.slice(nl + 1);
+        return line;
+      }
+      const n = await Deno.stdin.read(this.buf);
+      // End of input: a last line without its newline is dropped, as psftp does.
+      if (n === null) return undefined;
+      const joined = new Uint8Array(this.pending.length + n);
+      joined.set(this.pending);
+      joined.set(this.buf.subarray(0, n), this.pending.length);
+      this.pending = joined;
+    }
+  }
+}
+
+export async function main(args: string[]): Promise<number> {
+  let parsed: ParsedCommandLine;
+  try {
+    parsed = parseCommandLine(PSFTP, args);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    writeErr(`psftp: ${e.message}\n       try typing "psftp -h" for help\n`);
+    return 1;
+  }
+  if (parsed.stop === "-V") {
+    writeOut(`psftp: puttykit ${VERSION}\n`);
+    return 0;
+  }
+  if (parsed.stop) {
+    writeOut(USAGE);
+    return 1;
+  }
+  for (const w of parsed.warnings) writeErr(`${w}\n`);
+  const cfg = parsed.config;
+  const ui = consoleInteraction({ verbose: cfg.verbose, batch: cfg.batch });
+  const session = new PsftpSession({
+    out: output,
+    connect: (userhost, port) => connectSftp(parsed, userhost, port, ui),
+    runLocal,
+  });
+  const terminal = Deno.stdin.isTerminal() ? new TerminalReader() : undefined;
+
+  const stop = async (code: number, message?: string): Promise<never> => {
+    terminal?.restore();
+    if (message !== undefined) writeErr(`FATAL ERROR: ${message}\n`);
+    await session.abort();
+    Deno.exit(code);
+  };
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    Deno.addSignalListener(sig, () => stop(sig === "SIGINT" ? 130 : 143));
+  }
+
+  try {
+    const userhost = parsed.args[0] ?? (cfg.host || undefined);
+    if (userhost !== undefined) {
+      await session.open(userhost, 0);
+    } else {
+      writeOut('psftp: no hostname specified; use "open host.name" to connect\n');
+    }
+
+    let code: number;
+    const batchFile = parsed.values.get("-b");
+    if (batchFile !== undefined) {
+      let text: string;
+      try {
+        text = await Deno.readTextFile(batchFile);
+      } catch {
+        writeOut(`Fatal: unable to open ${batchFile}\n`);
+        await session.close();
+        return 1;
+      }
+      code = await runBatch(session, batchLines(text), {
+        echo: parsed.flags.has("-bc"),
+        keepGoing: parsed.flags.has("-be"),
+      });
+    } else {
+      const reader = terminal ?? new PlainReader();
+      code = await runInteractive(session, (prompt) => readUnlessLost(session, reader, prompt));
+    }
+    await session.close();
+    return code;
+  } catch (e) {
+    return await stop(1, e instanceof FatalError ? e.message : errorText(e));
+  }
+}
+
+/**
+ * Waits for the next command line, but gives up (fatally, as PuTTY does) if the connection dies
+ * while we wait.
+ */
+async function readUnlessLost(
+  session: PsftpSession,
+  reader: { readLine(prompt: string): Promise<string | undefined> },
+  prompt: string,
+): Promise<string | undefined> {
+  const link = session.link;
+  if (!link) return await reader.readLine(prompt);
+  const lost = link.sftp.closed.then((e) => {
+    if (e && session.link === link) throw new FatalError(e.message);
+    return new Promise<never>(() => {});
+  });
+  return await Promise.race([reader.readLine(prompt), lost]);
 }

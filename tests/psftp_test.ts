@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import process from "node:process";
 import { quoteWord, splitCommandLine } from "../lib/psftp/command_line.ts";
 import {
   compareNames,
@@ -17,6 +18,8 @@ import {
 import { localGlob, localWildcardKind } from "../lib/psftp/local_glob.ts";
 import { applyChmod, parseChmodMode } from "../lib/psftp/chmod_mode.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
+import { passwdIds, type Sshd, startSshd } from "./fixtures/sshd.ts";
+import { runOurs, runReal, type RunResult } from "./fixtures/tools.ts";
 
 Deno.test("command line: words, quotes and doubled quotes as psftp splits them", () => {
   assert.deepEqual(
@@ -280,4 +283,223 @@ Deno.test("line editor: rendering on the terminal", () => {
   r = ed.feed("\r");
   assert.equal(r.line, "a0123456789012345b");
   assert.ok(r.output.endsWith("\r\n"));
+});
+
+// ---------------------------------------------------------------------------------------------
+// End to end: our psftp (and PuTTY 0.78's) against OpenSSH's internal-sftp on loopback.
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+/** PuTTY prints names through a locale-dependent sanitiser: give both a UTF-8 locale. */
+const LOCALE = { LANG: "C.UTF-8" };
+
+function psftpArgs(s: Sshd, ...extra: string[]): string[] {
+  return [
+    "-batch",
+    "-hostkey",
+    s.hostKeyFingerprint,
+    "-i",
+    s.userKeyPpk,
+    ...extra,
+    "-P",
+    String(s.port),
+    `${s.user}@${s.host}`,
+  ];
+}
+
+function envFor(s: Sshd): Record<string, string> {
+  return { ...s.env, ...LOCALE };
+}
+
+function randomBytes(n: number): Uint8Array {
+  const data = new Uint8Array(n);
+  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(data.subarray(at, at + 65536));
+  return data;
+}
+
+async function sha256(data: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Every entry below `dir`: path, type, permission bits, content hash. */
+async function snapshot(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string) => {
+    for await (const e of Deno.readDir(join(dir, rel))) {
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      const st = await Deno.lstat(join(dir, p));
+      const mode = ((st.mode ?? 0) & 0o7777).toString(8);
+      if (st.isDirectory) {
+        out.push(`${p}/ ${mode}`);
+        await walk(p);
+      } else {
+        out.push(`${p} ${mode} ${await sha256(await Deno.readFile(join(dir, p)))}`);
+      }
+    }
+  };
+  await walk("");
+  return out.sort();
+}
+
+/** A local tree with awkward names. */
+async function makeTree(root: string): Promise<Record<string, Uint8Array>> {
+  const files: Record<string, Uint8Array> = {
+    "a.txt": new TextEncoder().encode("alpha\n"),
+    "-dash": new TextEncoder().encode("leading dash\n"),
+    "empty": new Uint8Array(0),
+    "with space/b c.txt": new TextEncoder().encode("spaces\n"),
+    "sub/ünï cödé.txt": new TextEncoder().encode("unicode\n"),
+    "sub/deeper/blob.bin": randomBytes(200_000),
+  };
+  for (const [name, data] of Object.entries(files)) {
+    await Deno.mkdir(join(root, name, ".."), { recursive: true });
+    await Deno.writeFile(join(root, name), data);
+  }
+  return files;
+}
+
+/** Runs our psftp (or PuTTY's) on a batch script. */
+async function batch(
+  which: "ours" | "real",
+  s: Sshd,
+  script: string,
+  flags: string[] = ["-bc"],
+): Promise<RunResult> {
+  const file = await Deno.makeTempFile({ dir: s.dir, suffix: ".psftp" });
+  await Deno.writeTextFile(file, script);
+  const args = psftpArgs(s, "-b", file, ...flags);
+  const opts = { env: envFor(s), timeoutMs: 60000 };
+  return which === "ours" ? await runOurs("psftp", args, opts) : await runReal("psftp", args, opts);
+}
+
+/** A fresh local directory. */
+function localDir(s: Sshd, name: string): string {
+  const dir = join(s.dir, "local", name);
+  Deno.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Files in `dir` with our temporary names. */
+function temporaries(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => /\.psftp-.*\.part$/.test(n));
+}
+
+Deno.test("psftp batch mode against OpenSSH", opts, async (t) => {
+  const s = await startSshd();
+  try {
+    await t.step("upload and download a tree with odd names; ls; chmod", async () => {
+      const remote = await s.userDir("tree-roundtrip");
+      const local = localDir(s, "tree-roundtrip");
+      await makeTree(join(local, "tree"));
+      const r = await batch(
+        "ours",
+        s,
+        [
+          `lcd ${quoteWord(local)}`,
+          `cd ${quoteWord(remote)}`,
+          "put -r tree",
+          "ls tree",
+          'chmod 640 "tree/with space/b c.txt"',
+          "chmod u+x,g+w tree/-dash",
+          "chmod go-rx tree/sub",
+          "get -r -- tree back",
+          "get tree/-dash dash-copy",
+          'get "tree/sub/ünï cödé.txt"',
+        ].join("\n") + "\n",
+      );
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.equal(r.stderr, "");
+      const tree = await snapshot(join(local, "tree"));
+      // chmod changed the remote copies; the downloads brought the new modes back.
+      const remoteTree = await snapshot(join(remote, "tree"));
+      const expected = tree.map((l) =>
+        l.replace(/^(with space\/b c\.txt) 644/, "$1 640").replace(/^(-dash) 644/, "$1 764")
+          .replace(/^(sub\/) 755/, "$1 700")
+      );
+      assert.deepEqual(remoteTree, expected);
+      // Locally, new files get the remote modes less the umask, as PuTTY's do, and directories
+      // are made afresh (0777 less the umask).
+      const umask = process.umask();
+      const masked = (m: number) => (m & ~umask).toString(8);
+      assert.deepEqual(
+        await snapshot(join(local, "back")),
+        expected.map((l) =>
+          l.replace(/^(-dash) 764/, `$1 ${masked(0o764)}`).replace(
+            /^(sub\/) 700/,
+            `$1 ${masked(0o777)}`,
+          )
+        ),
+      );
+      assert.match(r.stdout, /^local:tree\/-dash => remote:.*\/tree\/-dash$/m);
+      assert.match(
+        r.stdout,
+        /^remote:.*\/tree\/sub\/ünï cödé\.txt => local:back\/sub\/ünï cödé\.txt$/m,
+      );
+      assert.match(r.stdout, /^-rw-r--r-- .* with space$|^drwx.* with space$/m);
+      assert.match(r.stdout, /tree\/-dash: 0644 -> 0764$/m);
+      assert.equal(
+        await Deno.readTextFile(join(local, "dash-copy")),
+        "leading dash\n",
+      );
+      assert.equal(await Deno.readTextFile(join(local, "ünï cödé.txt")), "unicode\n");
+      assert.deepEqual(temporaries(local), []);
+    });
+
+    await t.step("reget and reput resume partial files", async () => {
+      const remote = await s.userDir("resume");
+      const local = localDir(s, "resume");
+      const data = randomBytes(300_000);
+      await Deno.writeFile(join(remote, "src.bin"), data);
+      await Deno.writeFile(join(local, "partial.bin"), data.subarray(0, 100_000));
+      await Deno.writeFile(join(local, "up.bin"), data);
+      await Deno.writeFile(join(remote, "up-partial.bin"), data.subarray(0, 123_456));
+      const [uid, gid] = passwdIds(s.user);
+      await Deno.chown(join(remote, "up-partial.bin"), uid, gid);
+      const r = await batch(
+        "ours",
+        s,
+        `lcd ${local}\ncd ${remote}\nreget src.bin partial.bin\nreput up.bin up-partial.bin\n`,
+      );
+      assert.equal(r.code, 0, r.stdout);
+      assert.match(r.stdout, /^reget: restarting at file position 100000$/m);
+      assert.match(r.stdout, /^reput: restarting at file position 123456$/m);
+      assert.equal(
+        await sha256(await Deno.readFile(join(local, "partial.bin"))),
+        await sha256(data),
+      );
+      assert.equal(
+        await sha256(await Deno.readFile(join(remote, "up-partial.bin"))),
+        await sha256(data),
+      );
+      // reget needs the local file to exist.
+      const missing = await batch(
+        "ours",
+        s,
+        `lcd ${local}\ncd ${remote}\nreget src.bin nope.bin\n`,
+      );
+      assert.equal(missing.code, 2);
+      assert.match(missing.stdout, /^local: unable to open nope\.bin$/m);
+    });
+
+    await t.step("a failing command ends the batch with status 2; -be carries on", async () => {
+      const script = "pwd\nget /no/such/file\npwd\n";
+      const stop = await batch("ours", s, script, []);
+      assert.equal(stop.code, 2);
+      assert.equal(
+        stop.stdout,
+        `Remote working directory is /home/${s.user}\nRemote directory is /home/${s.user}\n` +
+          "/no/such/file: open for read: no such file or directory\n",
+      );
+      const on = await batch("ours", s, script, ["-be"]);
+      assert.equal(on.code, 0);
+      assert.equal(on.stdout.split("Remote directory is").length - 1, 2);
+      const noFile = await runOurs("psftp", psftpArgs(s, "-b", join(s.dir, "none")), {
+        env: envFor(s),
+      });
+      assert.equal(noFile.code, 1);
+      assert.match(noFile.stdout, /^Fatal: unable to open .*\/none$/m);
+    });
+  } finally {
+    await s.stop();
+  }
 });

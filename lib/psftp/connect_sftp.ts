@@ -1,0 +1,42 @@
+/**
+ * psftp_connect(): from "[user@]host" (and an `open` command's port) to a running SFTP session,
+ * on the shared configuration module: the command line's settings applied for that host
+ * (a saved session named like the host is used when no -load was given), then a connection as
+ * lib/connect.ts decides it — a downstream of a live upstream with -share, else a direct one.
+ * psftp never becomes an upstream.
+ */
+
+import type { ParsedCommandLine } from "../config/options.ts";
+import { connect, type Interaction } from "../connect.ts";
+import { SftpClient } from "../sftp/client.ts";
+import type { SftpLink } from "./session.ts";
+
+export async function connectSftp(
+  parsed: ParsedCommandLine,
+  userhost: string,
+  port: number,
+  ui: Interaction,
+): Promise<SftpLink> {
+  const at = userhost.lastIndexOf("@");
+  const host = at < 0 ? userhost : userhost.slice(at + 1);
+  const user = at < 0 ? undefined : userhost.slice(0, at);
+  const config = parsed.forHost(host, user || undefined);
+  if (port) config.port = port;
+  const connected = await connect({ config, mayBeUpstream: false, ui });
+  let sftp: SftpClient;
+  try {
+    // Like PuTTY, fall back to running sftp-server when the subsystem is refused.
+    sftp = await SftpClient.start(connected.conn, { fallbackExec: true });
+  } catch (e) {
+    await connected.abort();
+    throw e;
+  }
+  return {
+    sftp,
+    close: async () => {
+      await sftp.close().catch(() => {});
+      await connected.finish();
+    },
+    abort: () => connected.abort(),
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * Text for psftp's messages: names made safe to print (PuTTY's stripctrl, so a server-supplied
+ * file name can't send escape sequences to the terminal) and local errors as strerror() words.
+ */
+
+/**
+ * Drops control characters (C0 except newline, DEL, C1) and lone surrogates, as PuTTY's
+ * stripctrl does in a UTF-8 locale.
+ */
+export function printable(text: string): string {
+  return text.replace(/\p{Cc}|\p{Cs}/gu, (c) => (c === "\n" ? c : ""));
+}
+
+const STRERROR: Record<string, string> = {
+  ENOENT: "No such file or directory",
+  EACCES: "Permission denied",
+  EPERM: "Operation not permitted",
+  ENOTDIR: "Not a directory",
+  EISDIR: "Is a directory",
+  EEXIST: "File exists",
+  ENOTEMPTY: "Directory not empty",
+  ENOSPC: "No space left on device",
+  EROFS: "Read-only file system",
+  ELOOP: "Too many levels of symbolic links",
+  ENAMETOOLONG: "File name too long",
+  EBUSY: "Device or resource busy",
+  EIO: "Input/output error",
+  EXDEV: "Invalid cross-device link",
+  EMFILE: "Too many open files",
+  EINVAL: "Invalid argument",
+};
+
+/** strerror() of a Deno file-system error: "No such file or directory", ... */
+export function osErrorText(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: string }).code;
+    if (code && STRERROR[code]) return STRERROR[code];
+    // Deno's messages start with the strerror text: "No such file or directory (os error 2)".
+    const m = /^(.*?) \(os error \d+\)/.exec(e.message);
+    if (m) return m[1];
+    return e.message;
+  }
+  return String(e);
+}

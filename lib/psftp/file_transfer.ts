@@ -1,0 +1,611 @@
+/**
+ * psftp's get/put family (PuTTY's sftp_general_get/put, sftp_get_file/sftp_put_file): get, mget,
+ * reget, put, mput, reput, with -r recursion, wildcards, and PuTTY's messages.
+ *
+ * Never losing data (where we go beyond PuTTY): get writes into a temporary file beside the
+ * target and renames it into place only once the whole file has arrived, so a failed or
+ * interrupted download leaves no truncated file under the target's name (and an existing file
+ * stays as it was). put does the same on the server (temporary name, then posix-rename or
+ * rename). An existing target keeps its permissions, as PuTTY's truncate-in-place would.
+ * Targets that are not regular files (devices, FIFOs) are written directly, as are files whose
+ * directory refuses a new file. reget and reput resume into the existing file (appending), as
+ * PuTTY does: that partial file is the point of resuming.
+ */
+
+import { basename, dirname } from "node:path";
+import { type Attrs, isRegularFile, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
+import { download, upload } from "../sftp/transfer.ts";
+import { osErrorText, printable } from "./display.ts";
+import { localGlob, localWildcardKind } from "./local_glob.ts";
+import { type CommandResult, type PsftpSession } from "./session.ts";
+import { compareNames, lastComponent, safeServerName, wildcardUnescape } from "./wildcard.ts";
+
+type LocalType = "none" | "file" | "dir" | "other";
+
+/** file_type(): what a local path is (following links). */
+function localType(path: string): LocalType {
+  try {
+    const st = Deno.statSync(path);
+    return st.isFile ? "file" : st.isDirectory ? "dir" : "other";
+  } catch {
+    return "none";
+  }
+}
+
+/** dir_file_cat(). */
+function localJoin(dir: string, file: string): string {
+  return dir + (dir.endsWith("/") ? "" : "/") + file;
+}
+
+function randomTag(): string {
+  return crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+}
+
+/** A temporary name next to `path`: hidden, recognisably ours. */
+function temporaryName(path: string): string {
+  const dir = dirname(path);
+  return `${dir === "." && !path.startsWith("./") ? "" : dir + "/"}.${
+    basename(path)
+  }.psftp-${randomTag()}.part`;
+}
+
+function isDirectoryBit(a: Attrs | undefined): boolean {
+  return a?.permissions !== undefined && (a.permissions & 0o040000) !== 0;
+}
+
+/** Writes all of `data` to `file`. */
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < data.length) at += await file.write(data.subarray(at));
+}
+
+/** The options of get/put and friends: -r and --. Undefined (after a message) if bad. */
+function transferOptions(
+  s: PsftpSession,
+  words: string[],
+): { recurse: boolean; first: number } | undefined {
+  let recurse = false;
+  let i = 1;
+  while (i < words.length && words[i].startsWith("-")) {
+    if (words[i] === "--") {
+      i++;
+      break;
+    } else if (words[i] === "-r") {
+      recurse = true;
+    } else {
+      s.print(`${words[0]}: unrecognised option '${words[i]}'\n`);
+      return undefined;
+    }
+    i++;
+  }
+  if (i >= words.length) {
+    s.print(`${words[0]}: expects a filename\n`);
+    return undefined;
+  }
+  return { recurse, first: i };
+}
+
+/** get, mget, reget. */
+export async function generalGet(
+  s: PsftpSession,
+  words: string[],
+  restart: boolean,
+  multiple: boolean,
+): Promise<CommandResult> {
+  if (!s.requireConnection()) return "failed";
+  const opts = transferOptions(s, words);
+  if (!opts) return "failed";
+  let i = opts.first;
+  let ok = true;
+  do {
+    const orig = words[i++];
+    let names: string[];
+    if (multiple && wildcardUnescape(orig) === undefined) {
+      const matches = await s.matchRemote(orig);
+      if (!matches) continue;
+      if (matches.length === 0) {
+        s.print(`${orig}: nothing matched\n`);
+        continue;
+      }
+      names = matches;
+    } else {
+      names = [orig];
+    }
+    for (const name of names) {
+      const fname = await s.canonify(name);
+      const outfname = !multiple && i < words.length ? words[i++] : lastComponent(name);
+      // As in PuTTY, only the last file of a wildcard decides this argument's success.
+      ok = await getFile(s, fname, outfname, opts.recurse, restart);
+    }
+    if (!ok) return "failed";
+  } while (multiple && i < words.length);
+  return ok ? "ok" : "failed";
+}
+
+/** put, mput, reput. */
+export async function generalPut(
+  s: PsftpSession,
+  words: string[],
+  restart: boolean,
+  multiple: boolean,
+): Promise<CommandResult> {
+  if (!s.requireConnection()) return "failed";
+  const opts = transferOptions(s, words);
+  if (!opts) return "failed";
+  let i = opts.first;
+  let ok = true;
+  do {
+    const fname = words[i++];
+    let names: string[];
+    if (multiple && localWildcardKind(fname) === "wildcard") {
+      names = localGlob(fname);
+      if (names.length === 0) {
+        s.print(`${fname}: nothing matched\n`);
+        continue;
+      }
+    } else {
+      names = [fname];
+    }
+    for (const name of names) {
+      const orig = !multiple && i < words.length ? words[i++] : lastComponent(name);
+      const outfname = await s.canonify(orig);
+      ok = await putFile(s, name, outfname, opts.recurse, restart);
+    }
+    if (!ok) return "failed";
+  } while (multiple && i < words.length);
+  return ok ? "ok" : "failed";
+}
+
+async function remoteStat(s: PsftpSession, path: string): Promise<Attrs | undefined> {
+  try {
+    return await s.sftp.stat(path);
+  } catch (e) {
+    if (!(e instanceof SftpError)) throw s.fatal(e);
+    return undefined;
+  }
+}
+
+/** Closes a remote handle, ignoring errors (the reason we are closing is what matters). */
+async function closeQuietly(handle: SftpHandle): Promise<void> {
+  await handle.close().catch(() => {});
+}
+
+/** sftp_get_file(). */
+export async function getFile(
+  s: PsftpSession,
+  fname: string,
+  outfname: string,
+  recurse: boolean,
+  restart: boolean,
+): Promise<boolean> {
+  const sftp = s.sftp;
+  if (recurse) {
+    const st = await remoteStat(s, fname);
+    if (isDirectoryBit(st)) return await getDirectory(s, fname, outfname, restart);
+  }
+  const attrs = await remoteStat(s, fname) ?? {};
+  let handle: SftpHandle;
+  try {
+    handle = await sftp.open(fname, OPEN.READ);
+  } catch (e) {
+    if (!(e instanceof SftpError)) throw s.fatal(e);
+    s.print(`${printable(fname)}: open for read: ${e.message}\n`);
+    return false;
+  }
+  try {
+    const local = openLocalTarget(s, outfname, restart, attrs);
+    if (!local) {
+      s.print(`local: unable to open ${printable(outfname)}\n`);
+      return false;
+    }
+    const { file, offset } = local;
+    if (restart) s.print(`reget: restarting at file position ${offset}\n`);
+    s.print(`remote:${printable(fname)} => local:${printable(outfname)}\n`);
+    let ok = true;
+    let localError = false;
+    try {
+      await download(handle, async (chunk) => {
+        try {
+          await writeAll(file, chunk);
+        } catch (e) {
+          localError = true;
+          throw e;
+        }
+      }, { offset });
+    } catch (e) {
+      ok = false;
+      if (localError) {
+        s.print("error while writing local file\n");
+      } else if (e instanceof SftpError) {
+        s.print(`error while reading: ${e.message}\n`);
+      } else {
+        file.close();
+        local.discard();
+        throw s.fatal(e);
+      }
+    }
+    try {
+      file.close();
+    } catch {
+      ok = false;
+    }
+    if (ok) ok = local.commit(s);
+    else local.discard();
+    return ok;
+  } finally {
+    await closeQuietly(handle);
+  }
+}
+
+interface LocalTarget {
+  file: Deno.FsFile;
+  offset: number;
+  /** Moves the finished file into place; false (after a message) if that fails. */
+  commit(s: PsftpSession): boolean;
+  /** Removes what a failed transfer wrote (unless resuming). */
+  discard(): void;
+}
+
+/**
+ * Opens where a download goes: the existing file for appending (reget), else a temporary file
+ * to be renamed over the target, else (devices, FIFOs, unwritable directories) the target
+ * itself. Undefined if it can't be opened.
+ */
+function openLocalTarget(
+  s: PsftpSession,
+  outfname: string,
+  restart: boolean,
+  attrs: Attrs,
+): LocalTarget | undefined {
+  const direct = (file: Deno.FsFile, offset: number): LocalTarget => ({
+    file,
+    offset,
+    commit: () => true,
+    discard: () => {},
+  });
+  if (restart) {
+    try {
+      const file = Deno.openSync(outfname, { append: true });
+      return direct(file, file.statSync().size);
+    } catch {
+      return undefined;
+    }
+  }
+  const remoteMode = attrs.permissions !== undefined ? attrs.permissions & 0o7777 : 0o666;
+  let final = outfname;
+  let keepMode: number | undefined;
+  try {
+    const st = Deno.lstatSync(outfname);
+    if (st.isSymlink) {
+      try {
+        final = Deno.realPathSync(outfname);
+      } catch {
+        // A dangling link: write through it, as opening it would.
+        return openDirect(outfname, remoteMode, direct);
+      }
+    }
+    const real = st.isSymlink ? Deno.statSync(final) : st;
+    if (real.isDirectory) return undefined;
+    if (!real.isFile) return openDirect(outfname, remoteMode, direct);
+    keepMode = (real.mode ?? 0o666) & 0o7777;
+  } catch {
+    // No such file: a new one.
+  }
+  const temp = temporaryName(final);
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(temp, { write: true, createNew: true, mode: keepMode ?? remoteMode });
+    if (keepMode !== undefined) {
+      Deno.chmodSync(temp, keepMode);
+    } else if (remoteMode & 0o7000) {
+      // open() here only takes the permission bits; set-id and sticky bits come as PuTTY's do.
+      Deno.chmodSync(temp, ((Deno.statSync(temp).mode ?? 0) & 0o777) | (remoteMode & 0o7000));
+    }
+  } catch {
+    // The directory refuses new files; an existing file may still be writable in place.
+    return keepMode !== undefined ? openDirect(outfname, remoteMode, direct) : undefined;
+  }
+  s.temporaries.add(temp);
+  const discard = () => {
+    s.temporaries.delete(temp);
+    try {
+      Deno.removeSync(temp);
+    } catch { /* gone */ }
+  };
+  return {
+    file,
+    offset: 0,
+    discard,
+    commit: (session) => {
+      try {
+        Deno.renameSync(temp, final);
+        s.temporaries.delete(temp);
+        return true;
+      } catch (e) {
+        session.print(`local: unable to rename into ${printable(outfname)}: ${osErrorText(e)}\n`);
+        discard();
+        return false;
+      }
+    },
+  };
+}
+
+function openDirect(
+  path: string,
+  mode: number,
+  direct: (file: Deno.FsFile, offset: number) => LocalTarget,
+): LocalTarget | undefined {
+  try {
+    return direct(Deno.openSync(path, { write: true, create: true, truncate: true, mode }), 0);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The recursive half of sftp_get_file(). */
+async function getDirectory(
+  s: PsftpSession,
+  fname: string,
+  outfname: string,
+  restart: boolean,
+): Promise<boolean> {
+  if (localType(outfname) !== "dir") {
+    try {
+      Deno.mkdirSync(outfname, { mode: 0o777 });
+    } catch {
+      s.print(`${printable(outfname)}: Cannot create directory\n`);
+      return false;
+    }
+  }
+  let entries;
+  try {
+    entries = await s.sftp.readdir(fname);
+  } catch (e) {
+    if (!(e instanceof SftpError)) throw s.fatal(e);
+    s.print(`${printable(fname)}: unable to open directory: ${e.message}\n`);
+    return false;
+  }
+  const names: string[] = [];
+  for (const { name } of entries) {
+    if (name === "." || name === "..") continue;
+    if (!safeServerName(name)) {
+      s.print(`ignoring potentially dangerous server-supplied filename '${printable(name)}'\n`);
+    } else {
+      names.push(name);
+    }
+  }
+  names.sort(compareNames);
+  // Resuming: everything before the last file that exists locally is done already.
+  let i = 0;
+  if (restart) {
+    while (i < names.length && localType(localJoin(outfname, names[i])) !== "none") i++;
+    if (i > 0) i--;
+  }
+  for (; i < names.length; i++) {
+    const ok = await getFile(
+      s,
+      `${fname}/${names[i]}`,
+      localJoin(outfname, names[i]),
+      true,
+      restart,
+    );
+    restart = false; // after the first partial file, whole files
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/** sftp_put_file(). */
+export async function putFile(
+  s: PsftpSession,
+  fname: string,
+  outfname: string,
+  recurse: boolean,
+  restart: boolean,
+): Promise<boolean> {
+  const sftp = s.sftp;
+  if (recurse && localType(fname) === "dir") {
+    return await putDirectory(s, fname, outfname, restart);
+  }
+  let file: Deno.FsFile;
+  let permissions: number;
+  try {
+    file = await Deno.open(fname, { read: true });
+    permissions = ((await file.stat()).mode ?? 0o644) & 0o7777;
+  } catch {
+    s.print(`local: unable to open ${fname}\n`);
+    return false;
+  }
+  try {
+    let target = outfname;
+    let temp: string | undefined;
+    let handle: SftpHandle | undefined;
+    let openError: SftpError | undefined;
+    try {
+      if (restart) {
+        handle = await sftp.open(outfname, OPEN.WRITE, { permissions });
+      } else {
+        const existing = await remoteStat(s, outfname);
+        if (!existing || isRegularFile(existing)) {
+          temp = temporaryName(outfname);
+          const perms = existing?.permissions !== undefined
+            ? existing.permissions & 0o7777
+            : permissions;
+          try {
+            handle = await sftp.open(temp, OPEN.WRITE | OPEN.CREAT | OPEN.EXCL, {
+              permissions: perms,
+            });
+          } catch (e) {
+            if (!(e instanceof SftpError) || !existing) throw e;
+            temp = undefined; // the directory refuses new files: write the file in place
+          }
+        }
+        handle ??= await sftp.open(outfname, OPEN.WRITE | OPEN.CREAT | OPEN.TRUNC, {
+          permissions,
+        });
+      }
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw s.fatal(e);
+      openError = e;
+    }
+    if (!handle) {
+      s.print(`${outfname}: open for write: ${openError?.message}\n`);
+      return false;
+    }
+    if (temp) target = temp;
+    return await sendFile(s, file, fname, outfname, target, handle, restart);
+  } finally {
+    try {
+      file.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** The transfer itself for putFile(), then the temporary file renamed into place. */
+async function sendFile(
+  s: PsftpSession,
+  file: Deno.FsFile,
+  fname: string,
+  outfname: string,
+  target: string,
+  handle: SftpHandle,
+  restart: boolean,
+): Promise<boolean> {
+  const sftp = s.sftp;
+  const temp = target !== outfname ? target : undefined;
+  const removeTemp = async () => {
+    if (temp) await sftp.remove(temp).catch(() => {});
+  };
+  let offset = 0;
+  let err = false;
+  try {
+    if (restart) {
+      let attrs: Attrs;
+      try {
+        attrs = await handle.fstat();
+      } catch (e) {
+        if (!(e instanceof SftpError)) throw e;
+        s.print(`read size of ${outfname}: ${e.message}\n`);
+        return false;
+      }
+      if (attrs.size === undefined) {
+        s.print(`read size of ${outfname}: size was not given\n`);
+        return false;
+      }
+      offset = attrs.size;
+      s.print(`reput: restarting at file position ${offset}\n`);
+      try {
+        await file.seek(offset, Deno.SeekMode.Start);
+      } catch {
+        await file.seek(0, Deno.SeekMode.End);
+      }
+    }
+    s.print(`local:${fname} => remote:${outfname}\n`);
+    let localError = false;
+    const source = readChunks(file, () => (localError = true));
+    try {
+      await upload(handle, source, { offset });
+    } catch (e) {
+      err = true;
+      if (localError) s.print("error while reading local file\n");
+      else if (e instanceof SftpError) s.print(`error while writing: ${e.message}\n`);
+      else throw e;
+    }
+    try {
+      await handle.close();
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+      if (!err) s.print(`error while closing: ${e.message}\n`);
+      err = true;
+    }
+    if (!err && temp) {
+      try {
+        if (sftp.hasPosixRename) await sftp.posixRename(temp, outfname);
+        else await renameReplacing(s, temp, outfname);
+      } catch (e) {
+        if (!(e instanceof SftpError)) throw e;
+        s.print(`${outfname}: unable to rename into place: ${e.message}\n`);
+        err = true;
+      }
+    }
+    if (err) await removeTemp();
+    return !err;
+  } catch (e) {
+    await closeQuietly(handle);
+    await removeTemp();
+    throw s.fatal(e);
+  } finally {
+    await closeQuietly(handle);
+  }
+}
+
+/** A local file's contents from its current position; `onError` is told of read errors. */
+async function* readChunks(file: Deno.FsFile, onError: () => void): AsyncIterable<Uint8Array> {
+  const buf = new Uint8Array(256 * 1024);
+  for (;;) {
+    let n: number | null;
+    try {
+      n = await file.read(buf);
+    } catch (e) {
+      onError();
+      throw e;
+    }
+    if (n === null) return;
+    yield buf.slice(0, n);
+  }
+}
+
+/** Plain SFTP rename refuses to replace a file: remove the old one first. */
+async function renameReplacing(s: PsftpSession, from: string, to: string): Promise<void> {
+  try {
+    await s.sftp.rename(from, to);
+  } catch (e) {
+    if (!(e instanceof SftpError) || !await remoteStat(s, to)) throw e;
+    await s.sftp.remove(to);
+    await s.sftp.rename(from, to);
+  }
+}
+
+/** The recursive half of sftp_put_file(). */
+async function putDirectory(
+  s: PsftpSession,
+  fname: string,
+  outfname: string,
+  restart: boolean,
+): Promise<boolean> {
+  const st = await remoteStat(s, outfname);
+  if (!isDirectoryBit(st)) {
+    try {
+      await s.sftp.mkdir(outfname);
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw s.fatal(e);
+      s.print(`${outfname}: create directory: ${e.message}\n`);
+      return false;
+    }
+  }
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(fname)].map((e) => e.name);
+  } catch (e) {
+    s.print(`${fname}: unable to open directory: ${osErrorText(e)}\n`);
+    return false;
+  }
+  names.sort(compareNames);
+  let i = 0;
+  if (restart) {
+    while (i < names.length && await remoteStat(s, `${outfname}/${names[i]}`)) i++;
+    if (i > 0) i--;
+  }
+  for (; i < names.length; i++) {
+    const ok = await putFile(
+      s,
+      localJoin(fname, names[i]),
+      `${outfname}/${names[i]}`,
+      true,
+      restart,
+    );
+    restart = false;
+    if (!ok) return false;
+  }
+  return true;
+}
