@@ -85,12 +85,16 @@ function transferOptions(
   return { recurse, first: i };
 }
 
-/** get, mget, reget. */
-export async function generalGet(
+/**
+ * The shared shape of sftp_general_get/put: options, then each argument (expanded as a wildcard
+ * by m-commands; otherwise an optional second word names the target), transferred in turn.
+ */
+async function generalTransfer(
   s: PsftpSession,
   words: string[],
-  restart: boolean,
   multiple: boolean,
+  expand: (arg: string) => Promise<string[] | undefined> | string[],
+  transfer: (name: string, target: string | undefined, recurse: boolean) => Promise<boolean>,
 ): Promise<CommandResult> {
   if (!s.requireConnection()) return "failed";
   const opts = transferOptions(s, words);
@@ -98,62 +102,55 @@ export async function generalGet(
   let i = opts.first;
   let ok = true;
   do {
-    const orig = words[i++];
-    let names: string[];
-    if (multiple && wildcardUnescape(orig) === undefined) {
-      const matches = await s.matchRemote(orig);
-      if (!matches) continue;
-      if (matches.length === 0) {
-        s.print(`${orig}: nothing matched\n`);
-        continue;
-      }
-      names = matches;
-    } else {
-      names = [orig];
+    const arg = words[i++];
+    const names = multiple ? await expand(arg) : [arg];
+    if (!names) continue;
+    if (names.length === 0) {
+      s.print(`${arg}: nothing matched\n`);
+      continue;
     }
     for (const name of names) {
-      const fname = await s.canonify(name);
-      const outfname = !multiple && i < words.length ? words[i++] : lastComponent(name);
+      const target = !multiple && i < words.length ? words[i++] : undefined;
       // As in PuTTY, only the last file of a wildcard decides this argument's success.
-      ok = await getFile(s, fname, outfname, opts.recurse, restart);
+      ok = await transfer(name, target, opts.recurse);
     }
     if (!ok) return "failed";
   } while (multiple && i < words.length);
   return ok ? "ok" : "failed";
 }
 
-/** put, mput, reput. */
-export async function generalPut(
+/** get, mget, reget. */
+export function generalGet(
   s: PsftpSession,
   words: string[],
   restart: boolean,
   multiple: boolean,
 ): Promise<CommandResult> {
-  if (!s.requireConnection()) return "failed";
-  const opts = transferOptions(s, words);
-  if (!opts) return "failed";
-  let i = opts.first;
-  let ok = true;
-  do {
-    const fname = words[i++];
-    let names: string[];
-    if (multiple && localWildcardKind(fname) === "wildcard") {
-      names = localGlob(fname);
-      if (names.length === 0) {
-        s.print(`${fname}: nothing matched\n`);
-        continue;
-      }
-    } else {
-      names = [fname];
-    }
-    for (const name of names) {
-      const orig = !multiple && i < words.length ? words[i++] : lastComponent(name);
-      const outfname = await s.canonify(orig);
-      ok = await putFile(s, name, outfname, opts.recurse, restart);
-    }
-    if (!ok) return "failed";
-  } while (multiple && i < words.length);
-  return ok ? "ok" : "failed";
+  return generalTransfer(
+    s,
+    words,
+    multiple,
+    (arg) => wildcardUnescape(arg) === undefined ? s.matchRemote(arg) : [arg],
+    async (name, target, recurse) =>
+      await getFile(s, await s.canonify(name), target ?? lastComponent(name), recurse, restart),
+  );
+}
+
+/** put, mput, reput. */
+export function generalPut(
+  s: PsftpSession,
+  words: string[],
+  restart: boolean,
+  multiple: boolean,
+): Promise<CommandResult> {
+  return generalTransfer(
+    s,
+    words,
+    multiple,
+    (arg) => localWildcardKind(arg) === "wildcard" ? localGlob(arg) : [arg],
+    async (name, target, recurse) =>
+      await putFile(s, name, await s.canonify(target ?? lastComponent(name)), recurse, restart),
+  );
 }
 
 async function remoteStat(s: PsftpSession, path: string): Promise<Attrs | undefined> {
