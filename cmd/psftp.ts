@@ -93,7 +93,8 @@ class TerminalReader {
 
   async readLine(prompt: string): Promise<string | undefined> {
     try {
-      this.editor.columns = Deno.consoleSize().columns;
+      const { columns } = Deno.consoleSize();
+      if (columns > 0) this.editor.columns = columns; // 0 on a pty nobody sized
     } catch { /* keep the last width */ }
     Deno.stdin.setRaw(true);
     this.raw = true;

@@ -18,8 +18,20 @@ import {
 import { localGlob, localWildcardKind } from "../lib/psftp/local_glob.ts";
 import { applyChmod, parseChmodMode } from "../lib/psftp/chmod_mode.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
+import { upstreamExists } from "../lib/share/rendezvous.ts";
+import { connectionId } from "../lib/share/socket_path.ts";
 import { passwdIds, type Sshd, startSshd } from "./fixtures/sshd.ts";
-import { runOurs, runReal, type RunResult } from "./fixtures/tools.ts";
+import {
+  collect,
+  ourShellCommand,
+  runOnPty,
+  runOurs,
+  runReal,
+  type RunResult,
+  spawn,
+  spawnOurs,
+  waitFor,
+} from "./fixtures/tools.ts";
 
 Deno.test("command line: words, quotes and doubled quotes as psftp splits them", () => {
   assert.deepEqual(
@@ -270,11 +282,16 @@ Deno.test("line editor: rendering on the terminal", () => {
   const ed = new LineEditor({ columns: 20 });
   let r = ed.begin("psftp> ");
   assert.equal(r.output, "psftp> ");
+  // Typing at the end of the line is just echoed.
   r = ed.feed("ab");
-  // Each change redraws the line and clears what followed.
-  assert.ok(r.output.endsWith("psftp> ab\x1b[J\r\x1b[9C"), JSON.stringify(r.output));
+  assert.equal(r.output, "ab");
   r = ed.feed("\x1b[D");
   assert.ok(r.output.endsWith("\r\x1b[8C"), JSON.stringify(r.output));
+  // Other changes redraw the line, clear what followed and put the cursor back.
+  r = ed.feed("X");
+  assert.equal(r.output, "\rpsftp> aXb\x1b[J\r\x1b[9C");
+  r = ed.feed("\x7f");
+  assert.equal(r.output, "\rpsftp> ab\x1b[J\r\x1b[8C");
   // A line longer than the terminal wraps; redrawing goes back up to the prompt's row.
   r = ed.feed("0123456789012345");
   r = ed.feed("\x01");
@@ -341,7 +358,9 @@ async function snapshot(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-/** A local tree with awkward names. */
+const BLOB = randomBytes(200_000);
+
+/** A local tree with awkward names (always the same contents). */
 async function makeTree(root: string): Promise<Record<string, Uint8Array>> {
   const files: Record<string, Uint8Array> = {
     "a.txt": new TextEncoder().encode("alpha\n"),
@@ -349,7 +368,7 @@ async function makeTree(root: string): Promise<Record<string, Uint8Array>> {
     "empty": new Uint8Array(0),
     "with space/b c.txt": new TextEncoder().encode("spaces\n"),
     "sub/ünï cödé.txt": new TextEncoder().encode("unicode\n"),
-    "sub/deeper/blob.bin": randomBytes(200_000),
+    "sub/deeper/blob.bin": BLOB,
   };
   for (const [name, data] of Object.entries(files)) {
     await Deno.mkdir(join(root, name, ".."), { recursive: true });
@@ -499,6 +518,383 @@ Deno.test("psftp batch mode against OpenSSH", opts, async (t) => {
       assert.equal(noFile.code, 1);
       assert.match(noFile.stdout, /^Fatal: unable to open .*\/none$/m);
     });
+  } finally {
+    await s.stop();
+  }
+});
+
+/** The same batch script through PuTTY's psftp and ours, each in its own directories. */
+Deno.test("psftp: ours and PuTTY 0.78's give the same transcript and results", opts, async () => {
+  const s = await startSshd();
+  try {
+    const script = (remote: string, local: string) =>
+      [
+        `lcd ${quoteWord(local)}`,
+        `cd ${quoteWord(remote)}`,
+        "# a comment, then a blank line",
+        "",
+        "pwd",
+        "mkdir work",
+        "mkdir work",
+        "cd work",
+        "put -r tree",
+        "put -r -- tree tree2",
+        "ls tree",
+        "ls tree/*.txt",
+        'dir "tree/sub/ü*"',
+        "ls tree/*/x*",
+        "put big.bin",
+        'put big.bin "name with ""quotes"""',
+        "reget big.bin partial.bin",
+        "mput *.bin",
+        "mput nomatch*",
+        "put -x big.bin",
+        "put",
+        "chmod 600 big.bin",
+        "chmod u+x,g+w big.bin",
+        "chmod a-r big.bin",
+        "chmod 644 big.bin",
+        "chmod go-r *.bin",
+        "chmod foo big.bin",
+        "chmod u+s big.bin",
+        "chmod +t big.bin",
+        "chmod 9 big.bin",
+        "chmod 644",
+        "mv big.bin big2.bin",
+        "mv big2.bin tree",
+        "mv tree/big2.bin tree/a.txt tree2",
+        "mv nothere x",
+        "mv tree/*.txt nothere",
+        "rm nomatch*",
+        "rm tree/-dash",
+        "del tree2/-dash tree2/empty",
+        "get -r tree gotten",
+        "mget tree/*.txt",
+        "mget -r tree/w*",
+        "reput big.bin rpartial.bin",
+        "put tree/a.txt rpartial.bin",
+        "reput big.bin rpartial.bin",
+        "get nothere",
+        "get tree/a.txt -dash",
+        "rmdir tree2",
+        'rmdir "tree2/with space"',
+        "cd /nonexist",
+        "cd ..",
+        "cd work",
+        "pwd",
+        "lpwd",
+        "frobnicate",
+        "help get mv exit nope",
+        "help",
+        "open example.org",
+        // ("!" is tested on its own: PuTTY's stdout is block-buffered into a pipe, so a shell
+        // command's output overtakes psftp's own.)
+      ].join("\n") + "\n";
+    const results: Record<string, { out: string; remote: string[]; local: string[] }> = {};
+    for (const which of ["real", "ours"] as const) {
+      const remote = await s.userDir(`cmp-${which}`);
+      const local = localDir(s, `cmp-${which}`);
+      const files = await makeTree(join(local, "tree"));
+      await Deno.writeFile(join(local, "big.bin"), files["sub/deeper/blob.bin"]);
+      // A partial local copy to resume.
+      await Deno.writeFile(join(local, "partial.bin"), files["sub/deeper/blob.bin"].slice(0, 5000));
+      const r = await batch(which, s, script(remote, local), ["-bc", "-be"]);
+      assert.equal(r.code, 0, `${which}: ${r.stdout}\n${r.stderr}`);
+      results[which] = {
+        // Directories differ by name; ls dates by the minute.
+        out: r.stdout.replaceAll(remote, "REMOTE").replaceAll(local, "LOCAL")
+          .replace(/ \w{3} [ \d]\d ( \d{4}|\d\d:\d\d) /g, " DATE "),
+        remote: await snapshot(remote),
+        local: await snapshot(local),
+      };
+    }
+    assert.deepEqual(results.ours.out.split("\n"), results.real.out.split("\n"));
+    assert.deepEqual(results.ours.remote, results.real.remote);
+    assert.deepEqual(results.ours.local, results.real.local);
+    // The script did what it says (not just the same thing twice).
+    assert.match(results.ours.out, /^mkdir REMOTE\/work: failure$/m);
+    assert.match(results.ours.out, /^REMOTE\/work\/big\.bin: 0644 -> 0600$/m);
+    assert.match(results.ours.out, /^reget: restarting at file position 5000$/m);
+    assert.match(results.ours.out, /^reput: restarting at file position 6$/m);
+    assert.ok(results.ours.remote.includes(
+      'work/name with "quotes" 644 ' +
+        results.ours.remote.find((l) => l.startsWith("work/tree/sub/deeper/blob.bin"))!.split(
+          " ",
+        )[2],
+    ));
+  } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("psftp: exit statuses and transcripts match PuTTY's in every mode", opts, async () => {
+  const s = await startSshd();
+  try {
+    const script = "pwd\n\nget /no/such\nls /no/such\npwd\n";
+    const cases: [string, string[], string | undefined][] = [
+      ["batch, stops at the failure", ["-b", "SCRIPT"], undefined],
+      ["batch with -bc", ["-b", "SCRIPT", "-bc"], undefined],
+      ["batch with -be", ["-b", "SCRIPT", "-be"], undefined],
+      ["commands from a pipe", [], script],
+      ["a pipe ending in a line without newline", [], "pwd\nclose\nclose\npwd"],
+      ["quit", [], "pwd\nquit\npwd\n"],
+    ];
+    const file = join(s.dir, "script.psftp");
+    await Deno.writeTextFile(file, script);
+    for (const [what, extra, stdin] of cases) {
+      const args = psftpArgs(s, ...extra.map((a) => (a === "SCRIPT" ? file : a)));
+      const o = { env: envFor(s), stdin };
+      const [ours, real] = [await runOurs("psftp", args, o), await runReal("psftp", args, o)];
+      assert.equal(ours.stdout, real.stdout, what);
+      assert.equal(ours.code, real.code, what);
+    }
+    // Without a host: the hint, and commands that need a connection say so.
+    const noHost = ["-batch"];
+    const o = { env: envFor(s), stdin: "pwd\nlpwd\nopen\nopen h 0\nbye\n" };
+    const [ours, real] = [await runOurs("psftp", noHost, o), await runReal("psftp", noHost, o)];
+    assert.equal(ours.stdout, real.stdout);
+    assert.match(ours.stdout, /^psftp: no hostname specified; use "open host.name" to connect$/m);
+    assert.equal(ours.code, 0);
+    // Bad options: one line naming the problem and the help hint, status 1.
+    for (const bad of [["-foo"], ["-b"], ["-L", "1:h:2"]]) {
+      const [o2, r2] = [await runOurs("psftp", bad), await runReal("psftp", bad)];
+      assert.equal(o2.stderr, r2.stderr, bad.join(" "));
+      assert.equal(o2.code, 1);
+      assert.equal(r2.code, 1);
+    }
+  } finally {
+    await s.stop();
+  }
+});
+
+/** Starts our psftp on a batch script; kills the server's connections once `ready` holds. */
+async function killMidway(
+  s: Sshd,
+  script: string,
+  ready: () => boolean,
+): Promise<RunResult> {
+  const file = await Deno.makeTempFile({ dir: s.dir, suffix: ".psftp" });
+  await Deno.writeTextFile(file, script);
+  const child = spawnOurs("psftp", psftpArgs(s, "-b", file), { env: envFor(s) });
+  const result = collect(child, { timeoutMs: 60000 });
+  await waitFor(ready, 30000, "the transfer to be under way");
+  s.killConnections();
+  return await result;
+}
+
+function sizeOf(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+function growing(dir: string): boolean {
+  return temporaries(dir).some((n) => sizeOf(join(dir, n)) > 4 * 1024 * 1024);
+}
+
+Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts, async (t) => {
+  const s = await startSshd();
+  try {
+    const remote = await s.userDir("drop");
+    // 2 GiB, sparse: far more than can arrive before the kill.
+    const huge = join(remote, "huge.bin");
+    await Deno.writeFile(huge, new Uint8Array(0));
+    await Deno.truncate(huge, 2 ** 31);
+
+    await t.step(
+      "get: an existing target keeps its contents, a new one never appears",
+      async () => {
+        const local = localDir(s, "drop-get");
+        await Deno.writeTextFile(join(local, "precious.bin"), "precious\n");
+        for (const target of ["precious.bin", "fresh.bin"]) {
+          const r = await killMidway(
+            s,
+            `lcd ${local}\nget ${huge} ${target}\n`,
+            () => growing(local),
+          );
+          assert.equal(r.code, 1, r.stdout + r.stderr);
+          assert.match(r.stderr, /^FATAL ERROR: .+\n$/);
+          assert.match(r.stdout, /remote:.*huge\.bin => local:/);
+          assert.deepEqual(temporaries(local), [], "the temporary file was removed");
+        }
+        assert.equal(await Deno.readTextFile(join(local, "precious.bin")), "precious\n");
+        assert.equal(sizeOf(join(local, "fresh.bin")), 0);
+        assert.throws(() => Deno.statSync(join(local, "fresh.bin")), Deno.errors.NotFound);
+      },
+    );
+
+    await t.step("put: the remote target is untouched", async () => {
+      const local = localDir(s, "drop-put");
+      const big = join(local, "big.bin");
+      await Deno.writeFile(big, new Uint8Array(0));
+      await Deno.truncate(big, 2 ** 31);
+      await Deno.writeTextFile(join(remote, "old.bin"), "old contents\n");
+      const [uid, gid] = passwdIds(s.user);
+      await Deno.chown(join(remote, "old.bin"), uid, gid);
+      for (const target of ["old.bin", "new.bin"]) {
+        // (A killed upload leaves its temporary file on the server: nothing can remove it.)
+        for (const n of temporaries(remote)) await Deno.remove(join(remote, n));
+        const r = await killMidway(
+          s,
+          `cd ${remote}\nput ${big} ${target}\n`,
+          () => growing(remote),
+        );
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.match(r.stderr, /^FATAL ERROR: .+\n$/);
+      }
+      assert.equal(await Deno.readTextFile(join(remote, "old.bin")), "old contents\n");
+      assert.throws(() => Deno.statSync(join(remote, "new.bin")), Deno.errors.NotFound);
+    });
+  } finally {
+    await s.stop();
+  }
+});
+
+/** Starts `plink -share -N` (ours or PuTTY's) and waits until it serves downstreams. */
+async function startUpstream(s: Sshd, which: "ours" | "real"): Promise<Deno.ChildProcess> {
+  const args = [
+    "-share",
+    "-batch",
+    "-hostkey",
+    s.hostKeyFingerprint,
+    "-i",
+    s.userKeyPpk,
+    "-N",
+    "-P",
+    String(s.port),
+    `${s.user}@${s.host}`,
+  ];
+  const child = which === "ours"
+    ? spawnOurs("plink", args, { env: s.env })
+    : spawn("plink", args, { env: s.env });
+  const id = connectionId(s.host, s.port, s.user);
+  await waitFor(() => upstreamExists(id), 20000, `${which} upstream`);
+  return child;
+}
+
+for (const which of ["ours", "real"] as const) {
+  Deno.test(`psftp -share through ${which} plink -share -N: one authentication`, opts, async () => {
+    const s = await startSshd();
+    const up = await startUpstream(s, which);
+    try {
+      const remote = await s.userDir("shared");
+      const local = localDir(s, "shared");
+      await makeTree(join(local, "tree"));
+      // No -i and no -hostkey: a downstream needs neither.
+      const args = ["-share", "-batch", "-v", "-P", String(s.port), `${s.user}@${s.host}`];
+      const file = join(s.dir, "shared.psftp");
+      await Deno.writeTextFile(
+        file,
+        `lcd ${local}\ncd ${remote}\nput -r tree\nget -r tree back\nls tree/sub\n`,
+      );
+      const r = await runOurs("psftp", [...args, "-b", file], { env: envFor(s) });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stderr, /Using existing shared connection at /);
+      assert.match(r.stdout, /ünï cödé\.txt/);
+      assert.deepEqual(await snapshot(join(local, "back")), await snapshot(join(local, "tree")));
+      assert.deepEqual(await snapshot(join(remote, "tree")), await snapshot(join(local, "tree")));
+      assert.equal(await s.authCount(), 1);
+    } finally {
+      try {
+        up.kill("SIGTERM");
+      } catch { /* gone */ }
+      await collect(up);
+      await s.stop();
+    }
+  });
+}
+
+Deno.test("psftp -share never becomes an upstream itself", opts, async () => {
+  const s = await startSshd();
+  try {
+    const id = connectionId(s.host, s.port, s.user);
+    const marker = join(s.dir, "connected");
+    const file = join(s.dir, "never.psftp");
+    // While psftp is connected, "!" lets the test look for a sharing socket.
+    await Deno.writeTextFile(file, `!touch ${marker}; sleep 1\npwd\n`);
+    const child = spawnOurs("psftp", psftpArgs(s, "-share", "-b", file), { env: envFor(s) });
+    const done = collect(child);
+    await waitFor(() => existsSync(marker), 20000, "psftp to connect");
+    assert.equal(await upstreamExists(id), false);
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Remote directory is/);
+  } finally {
+    await s.stop();
+  }
+});
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test(
+  "psftp on a terminal: line editing and history; the terminal is restored",
+  opts,
+  async () => {
+    const s = await startSshd();
+    try {
+      const cmd = ourShellCommand("psftp", psftpArgs(s));
+      const count = (screen: string, text: string) => screen.split(text).length - 1;
+      const steps: [(screen: string) => boolean, string][] = [
+        [(sc) => sc.endsWith("psftp> "), "pwd\r"],
+        // Up-arrow brings "pwd" back; Enter runs it again.
+        [(sc) => count(sc, "Remote directory is") === 1 && sc.endsWith("psftp> "), "\x1b[A"],
+        [(sc) => sc.lastIndexOf("psftp> pwd") > sc.lastIndexOf("Remote directory is"), "\r"],
+        // Typing with a mistake, fixed with ^A and ^D (delete under the cursor).
+        [(sc) => count(sc, "Remote directory is") === 2 && sc.endsWith("psftp> "), "Xlpwd"],
+        [(sc) => sc.includes("Xlpwd"), "\x01\x04\r"],
+        // ^C abandons a line; ^D on an empty line quits.
+        [(sc) => sc.includes("Current local directory is"), "junk\x03"],
+        [(sc) => /\^C\r*\n\r*psftp> $/.test(sc), "\x04"],
+      ];
+      let step = 0;
+      const r = await runOnPty(
+        `(${cmd}); echo EXIT=$?; stty -a | grep -o -- '-\\?icanon'`,
+        (screen) => {
+          if (step >= steps.length || !steps[step][0](screen)) return undefined;
+          return steps[step++][1];
+        },
+        { env: envFor(s) },
+      );
+      assert.equal(step, steps.length, r.stdout);
+      assert.equal(count(r.stdout, `Remote directory is /home/${s.user}`), 2);
+      assert.match(r.stdout, /psftp> quit\r?\n/);
+      assert.doesNotMatch(r.stdout, /unknown command/);
+      assert.match(r.stdout, /EXIT=0/);
+      assert.match(r.stdout, /\bicanon/);
+      assert.doesNotMatch(r.stdout, /-icanon/);
+    } finally {
+      await s.stop();
+    }
+  },
+);
+
+Deno.test("psftp: the ! command runs a local shell command", opts, async () => {
+  const s = await startSshd();
+  try {
+    const r = await runOurs("psftp", ["-batch"], {
+      env: envFor(s),
+      stdin: '!echo from-the-shell\n! exit 3\n!   echo "two  spaces"\n',
+    });
+    assert.equal(
+      r.stdout,
+      'psftp: no hostname specified; use "open host.name" to connect\n' +
+        "psftp> from-the-shell\npsftp> psftp> two  spaces\npsftp> quit\n",
+    );
+    // In a batch file, a failing local command ends the script.
+    const file = join(s.dir, "pling.psftp");
+    await Deno.writeTextFile(file, "!false\n!echo not-reached\n");
+    const b = await runOurs("psftp", ["-batch", "-b", file], { env: envFor(s) });
+    assert.equal(b.code, 2);
+    assert.doesNotMatch(b.stdout, /not-reached/);
   } finally {
     await s.stop();
   }

@@ -186,7 +186,17 @@ export class LineEditor {
       if (key === undefined) {
         this.#buf.splice(this.#cursor, 0, ch);
         this.#cursor++;
-        out += this.#render();
+        const end = width([...this.#prompt]) + width(this.#buf);
+        if (
+          this.#cursor === this.#buf.length && charWidth(ch) > 0 &&
+          end % Math.max(1, this.columns) !== 0
+        ) {
+          // Typing at the end of the line: just echo it.
+          out += ch;
+          this.#shownCursor = end;
+        } else {
+          out += this.#render();
+        }
         continue;
       }
       const done = this.#key(key);
