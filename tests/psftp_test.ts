@@ -725,6 +725,19 @@ Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts
       },
     );
 
+    await t.step("get interrupted by ^C (SIGINT): temporary file removed, status 130", async () => {
+      const local = localDir(s, "drop-sigint");
+      const file = join(s.dir, "sigint.psftp");
+      await Deno.writeTextFile(file, `lcd ${local}\nget ${huge} fresh.bin\n`);
+      const child = spawnOurs("psftp", psftpArgs(s, "-b", file), { env: envFor(s) });
+      const result = collect(child);
+      await waitFor(() => growing(local), 30000, "the download to be under way");
+      child.kill("SIGINT");
+      const r = await result;
+      assert.equal(r.code, 130);
+      assert.deepEqual([...Deno.readDirSync(local)], []);
+    });
+
     await t.step("put: the remote target is untouched", async () => {
       const local = localDir(s, "drop-put");
       const big = join(local, "big.bin");
@@ -899,3 +912,51 @@ Deno.test("psftp: the ! command runs a local shell command", opts, async () => {
     await s.stop();
   }
 });
+
+Deno.test(
+  "psftp on a terminal: asks for the user name; dies if the server goes",
+  opts,
+  async () => {
+    const s = await startSshd();
+    try {
+      // No user@ and no -l: PuTTY asks (with -batch it may not: a clean fatal error instead).
+      const args = ["-hostkey", s.hostKeyFingerprint, "-i", s.userKeyPpk, "-P", String(s.port)];
+      const batchRun = await runOurs("psftp", ["-batch", ...args, s.host], {
+        env: envFor(s),
+        stdin: "",
+      });
+      const realRun = await runReal("psftp", ["-batch", ...args, s.host], {
+        env: envFor(s),
+        stdin: "",
+      });
+      assert.equal(batchRun.code, 1);
+      assert.equal(batchRun.stderr, realRun.stderr);
+      let step = 0;
+      const r = await runOnPty(
+        `(${
+          ourShellCommand("psftp", [...args, s.host])
+        }); echo EXIT=$?; stty -a | grep -o -- '-\\?icanon'`,
+        (screen) => {
+          if (step === 0 && screen.endsWith("login as: ")) {
+            step++;
+            return `${s.user}\r`;
+          }
+          if (step === 1 && screen.endsWith("psftp> ")) {
+            step++;
+            // The server goes away while psftp waits for a command.
+            s.killConnections();
+          }
+          return undefined;
+        },
+        { env: envFor(s), timeoutMs: 20000 },
+      );
+      assert.equal(step, 2, r.stdout);
+      assert.match(r.stdout, new RegExp(`Remote working directory is /home/${s.user}`));
+      assert.match(r.stdout, /FATAL ERROR: .+\r?\n/);
+      assert.match(r.stdout, /EXIT=1/);
+      assert.doesNotMatch(r.stdout, /-icanon/);
+    } finally {
+      await s.stop();
+    }
+  },
+);
