@@ -68,8 +68,30 @@ function writeOut(text: string): void {
 
 const output: PsftpOutput = { print: writeOut, error: writeErr };
 
+/**
+ * ^C while a "!" command runs is for that command (system(3) ignores SIGINT meanwhile). The
+ * terminal signals us too, and Deno may tell us only after the command has ended: a SIGINT that
+ * ended the command and has not reached us yet is swallowed when it does.
+ */
+const sigint = { running: false, seen: false, owed: false };
+
+/** Whether a SIGINT is ours to act on. */
+function sigintIsOurs(): boolean {
+  if (sigint.running) {
+    sigint.seen = true;
+    return false;
+  }
+  if (sigint.owed) {
+    sigint.owed = false;
+    return false;
+  }
+  return true;
+}
+
 /** The "!" command: system(3). */
 async function runLocal(command: string): Promise<number> {
+  sigint.running = true;
+  sigint.seen = false;
   try {
     const child = new Deno.Command("/bin/sh", {
       args: ["-c", command],
@@ -77,10 +99,14 @@ async function runLocal(command: string): Promise<number> {
       stdout: "inherit",
       stderr: "inherit",
     }).spawn();
-    return (await child.status).code;
+    const status = await child.status;
+    sigint.owed = status.signal === "SIGINT" && !sigint.seen;
+    return status.code;
   } catch (e) {
     writeErr(`psftp: ${errorText(e)}\n`);
     return 127;
+  } finally {
+    sigint.running = false;
   }
 }
 
@@ -181,7 +207,10 @@ export async function main(args: string[]): Promise<number> {
     Deno.exit(code);
   };
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    Deno.addSignalListener(sig, () => stop(sig === "SIGINT" ? 130 : 143));
+    Deno.addSignalListener(sig, () => {
+      if (sig === "SIGINT" && !sigintIsOurs()) return;
+      stop(sig === "SIGINT" ? 130 : sig === "SIGTERM" ? 143 : 129);
+    });
   }
 
   try {

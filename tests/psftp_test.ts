@@ -864,8 +864,11 @@ Deno.test(
         // Typing with a mistake, fixed with ^A and ^D (delete under the cursor).
         [(sc) => count(sc, "Remote directory is") === 2 && sc.endsWith("psftp> "), "Xlpwd"],
         [(sc) => sc.includes("Xlpwd"), "\x01\x04\r"],
+        // ^C during a "!" command goes to that command, not to psftp.
+        [(sc) => sc.includes("Current local directory is"), "!echo started; sleep 5\r"],
+        [(sc) => /^started/m.test(sc), "\x03"],
         // ^C abandons a line; ^D on an empty line quits.
-        [(sc) => sc.includes("Current local directory is"), "junk\x03"],
+        [(sc) => /started[^]*psftp> $/.test(sc), "junk\x03"],
         [(sc) => /\^C\r*\n\r*psftp> $/.test(sc), "\x04"],
       ];
       let step = 0;
