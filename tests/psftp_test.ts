@@ -963,3 +963,32 @@ Deno.test(
     }
   },
 );
+
+Deno.test("psftp's static imports load neither ssh2 nor key code (the downstream path)", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL("../cmd/psftp.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  type Dep = { code?: { specifier: string }; isDynamic?: boolean };
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: { specifier: string; dependencies?: Dep[] }[];
+  };
+  const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
+  const seen = new Set<string>();
+  const stack = [...info.roots];
+  while (stack.length) {
+    const spec = stack.pop()!;
+    if (seen.has(spec)) continue;
+    seen.add(spec);
+    for (const d of bySpecifier.get(spec)?.dependencies ?? []) {
+      if (d.code && !d.isDynamic) stack.push(d.code.specifier);
+    }
+  }
+  const loaded = [...seen];
+  assert.ok(loaded.some((s) => s.endsWith("/lib/psftp/commands.ts")), loaded.join("\n"));
+  for (const heavy of ["npm:", "ssh2", "/lib/ssh/transport.ts", "/lib/auth.ts", "private_key"]) {
+    assert.ok(!loaded.some((s) => s.includes(heavy)), `${heavy} is imported statically`);
+  }
+});
