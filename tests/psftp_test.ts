@@ -558,6 +558,7 @@ Deno.test("psftp: ours and PuTTY 0.78's give the same transcript and results", o
         "chmod foo big.bin",
         "chmod u+s big.bin",
         "chmod +t big.bin",
+        "put tree/a.txt big.bin",
         "chmod 9 big.bin",
         "chmod 644",
         "mv big.bin big2.bin",
@@ -576,6 +577,7 @@ Deno.test("psftp: ours and PuTTY 0.78's give the same transcript and results", o
         "reput big.bin rpartial.bin",
         "get nothere",
         "get tree/a.txt -dash",
+        "get tree/a.txt keep.txt",
         "rmdir tree2",
         'rmdir "tree2/with space"',
         "cd /nonexist",
@@ -596,6 +598,9 @@ Deno.test("psftp: ours and PuTTY 0.78's give the same transcript and results", o
       const local = localDir(s, `cmp-${which}`);
       const files = await makeTree(join(local, "tree"));
       await Deno.writeFile(join(local, "big.bin"), files["sub/deeper/blob.bin"]);
+      // An existing file to overwrite (keeping its mode, as PuTTY's truncation does).
+      await Deno.writeTextFile(join(local, "keep.txt"), "old\n", { mode: 0o600 });
+      await Deno.chmod(join(local, "keep.txt"), 0o600);
       // A partial local copy to resume.
       await Deno.writeFile(join(local, "partial.bin"), files["sub/deeper/blob.bin"].slice(0, 5000));
       const r = await batch(which, s, script(remote, local), ["-bc", "-be"]);
@@ -616,6 +621,7 @@ Deno.test("psftp: ours and PuTTY 0.78's give the same transcript and results", o
     assert.match(results.ours.out, /^REMOTE\/work\/big\.bin: 0644 -> 0600$/m);
     assert.match(results.ours.out, /^reget: restarting at file position 5000$/m);
     assert.match(results.ours.out, /^reput: restarting at file position 6$/m);
+    assert.ok(results.ours.local.some((l) => /^keep\.txt 600 /.test(l)), results.ours.local.join());
     assert.ok(results.ours.remote.includes(
       'work/name with "quotes" 644 ' +
         results.ours.remote.find((l) => l.startsWith("work/tree/sub/deeper/blob.bin"))!.split(

@@ -44,9 +44,8 @@ function randomTag(): string {
 /** A temporary name next to `path`: hidden, recognisably ours. */
 function temporaryName(path: string): string {
   const dir = dirname(path);
-  return `${dir === "." && !path.startsWith("./") ? "" : dir + "/"}.${
-    basename(path)
-  }.psftp-${randomTag()}.part`;
+  const prefix = dir === "." && !path.startsWith("./") ? "" : dir.endsWith("/") ? dir : dir + "/";
+  return `${prefix}.${basename(path)}.psftp-${randomTag()}.part`;
 }
 
 function isDirectoryBit(a: Attrs | undefined): boolean {
