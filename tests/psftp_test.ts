@@ -10,11 +10,10 @@ import { quoteWord, splitCommandLine } from "../lib/psftp/command_line.ts";
 import {
   compareNames,
   isWildcard,
+  remoteNameMatches,
   splitWildcardPath,
-  wildcardMatch,
-  WildcardSyntaxError,
-  wildcardUnescape,
 } from "../lib/psftp/wildcard.ts";
+import { WildcardError, wildcardMatch, wildcardUnescape } from "../lib/transfer/wildcard.ts";
 import { localGlob, localWildcardKind } from "../lib/psftp/local_glob.ts";
 import { applyChmod, parseChmodMode } from "../lib/psftp/chmod_mode.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
@@ -105,9 +104,12 @@ Deno.test("wildcards: PuTTY's wc_match", () => {
     ["", "a", false],
   ];
   for (const [w, t, want] of cases) assert.equal(wildcardMatch(w, t), want, `${w} ~ ${t}`);
-  assert.throws(() => wildcardMatch("ab\\", "abc"), WildcardSyntaxError);
-  assert.throws(() => wildcardMatch("ab[", "abc"), WildcardSyntaxError);
-  assert.throws(() => wildcardMatch("ab[c-]", "abb"), WildcardSyntaxError);
+  assert.throws(() => wildcardMatch("ab\\", "abc"), WildcardError);
+  assert.throws(() => wildcardMatch("ab[", "abc"), WildcardError);
+  assert.throws(() => wildcardMatch("ab[c-]", "abb"), WildcardError);
+  // psftp, like PuTTY's, takes a malformed pattern as matching everything.
+  assert.equal(remoteNameMatches("a[", "ab"), true);
+  assert.equal(remoteNameMatches("a*", "b"), false);
 });
 
 Deno.test("wildcards: unescaping, detection, path splitting and name order", () => {

@@ -11,8 +11,10 @@ import { applyChmod, type ChmodChange, parseChmodMode } from "./chmod_mode.ts";
 import { splitCommandLine } from "./command_line.ts";
 import { osErrorText, printable } from "./display.ts";
 import { generalGet, generalPut } from "./file_transfer.ts";
-import { type CommandResult, type PsftpSession, remoteNameMatches } from "./session.ts";
-import { compareNames, lastComponent, splitWildcardPath, wildcardUnescape } from "./wildcard.ts";
+import type { CommandResult, PsftpSession } from "./session.ts";
+import { lastComponent } from "../transfer/paths.ts";
+import { wildcardUnescape } from "../transfer/wildcard.ts";
+import { compareNames, remoteNameMatches, splitWildcardPath } from "./wildcard.ts";
 
 type Handler = (s: PsftpSession, words: string[]) => CommandResult | Promise<CommandResult>;
 

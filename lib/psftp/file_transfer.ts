@@ -18,7 +18,9 @@ import { download, upload } from "../sftp/transfer.ts";
 import { osErrorText, printable } from "./display.ts";
 import { localGlob, localWildcardKind } from "./local_glob.ts";
 import { type CommandResult, type PsftpSession } from "./session.ts";
-import { compareNames, lastComponent, safeServerName, wildcardUnescape } from "./wildcard.ts";
+import { dirFileCat, lastComponent, vetFilename } from "../transfer/paths.ts";
+import { wildcardUnescape } from "../transfer/wildcard.ts";
+import { compareNames } from "./wildcard.ts";
 
 type LocalType = "none" | "file" | "dir" | "other";
 
@@ -30,11 +32,6 @@ function localType(path: string): LocalType {
   } catch {
     return "none";
   }
-}
-
-/** dir_file_cat(). */
-function localJoin(dir: string, file: string): string {
-  return dir + (dir.endsWith("/") ? "" : "/") + file;
 }
 
 function randomTag(): string {
@@ -364,7 +361,7 @@ async function getDirectory(
   const names: string[] = [];
   for (const { name } of entries) {
     if (name === "." || name === "..") continue;
-    if (!safeServerName(name)) {
+    if (!vetFilename(name)) {
       s.print(`ignoring potentially dangerous server-supplied filename '${printable(name)}'\n`);
     } else {
       names.push(name);
@@ -374,14 +371,14 @@ async function getDirectory(
   // Resuming: everything before the last file that exists locally is done already.
   let i = 0;
   if (restart) {
-    while (i < names.length && localType(localJoin(outfname, names[i])) !== "none") i++;
+    while (i < names.length && localType(dirFileCat(outfname, names[i])) !== "none") i++;
     if (i > 0) i--;
   }
   for (; i < names.length; i++) {
     const ok = await getFile(
       s,
       `${fname}/${names[i]}`,
-      localJoin(outfname, names[i]),
+      dirFileCat(outfname, names[i]),
       true,
       restart,
     );
@@ -595,7 +592,7 @@ async function putDirectory(
   for (; i < names.length; i++) {
     const ok = await putFile(
       s,
-      localJoin(fname, names[i]),
+      dirFileCat(fname, names[i]),
       `${outfname}/${names[i]}`,
       true,
       restart,

@@ -5,7 +5,8 @@
  * test_wildcard(): an existing file is a plain name even if it contains wildcard characters.
  */
 
-import { compareNames, wildcardMatch, WildcardSyntaxError, wildcardUnescape } from "./wildcard.ts";
+import { WildcardError, wildcardMatch, wildcardUnescape } from "../transfer/wildcard.ts";
+import { compareNames } from "./wildcard.ts";
 
 export type LocalWildcardKind = "filename" | "wildcard" | "nonexistent";
 
@@ -26,7 +27,7 @@ function componentMatches(pattern: string, name: string): boolean {
   try {
     return wildcardMatch(pattern.replace(/\[!/g, "[^"), name);
   } catch (e) {
-    if (e instanceof WildcardSyntaxError) return false;
+    if (e instanceof WildcardError) return false;
     throw e;
   }
 }

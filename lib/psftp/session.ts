@@ -10,7 +10,9 @@
 
 import { type SftpClient, SftpError } from "../sftp/client.ts";
 import { printable } from "./display.ts";
-import { safeServerName, splitWildcardPath, wildcardMatch, wildcardUnescape } from "./wildcard.ts";
+import { vetFilename } from "../transfer/paths.ts";
+import { wildcardUnescape } from "../transfer/wildcard.ts";
+import { remoteNameMatches, splitWildcardPath } from "./wildcard.ts";
 
 export interface PsftpOutput {
   /** Standard output (psftp's printf). */
@@ -45,15 +47,6 @@ export class FatalError extends Error {}
 
 /** A command's outcome (PuTTY's 1, 0 and -1). */
 export type CommandResult = "ok" | "failed" | "quit";
-
-/** PuTTY's wc_match, where a malformed wildcard counts as a match (its error is non-zero). */
-export function remoteNameMatches(wildcard: string, name: string): boolean {
-  try {
-    return wildcardMatch(wildcard, name);
-  } catch {
-    return true;
-  }
-}
 
 export class PsftpSession {
   link?: SftpLink;
@@ -187,7 +180,7 @@ export class PsftpSession {
     const out: string[] = [];
     for (const { name } of entries) {
       if (name === "." || name === "..") continue;
-      if (!safeServerName(name)) {
+      if (!vetFilename(name)) {
         this.print(
           `ignoring potentially dangerous server-supplied filename '${printable(name)}'\n`,
         );
