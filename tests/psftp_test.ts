@@ -675,18 +675,22 @@ Deno.test("psftp: exit statuses and transcripts match PuTTY's in every mode", op
   }
 });
 
-/** Starts our psftp on a batch script; kills the server's connections once `ready` holds. */
-async function killMidway(
+/**
+ * Starts our psftp on a batch script and, once `ready` holds, interrupts it: by default the
+ * server's connections are killed, else `interrupt` acts on psftp's process.
+ */
+async function interruptMidway(
   s: Sshd,
   script: string,
   ready: () => boolean,
+  interrupt: (child: Deno.ChildProcess) => void = () => s.killConnections(),
 ): Promise<RunResult> {
   const file = await Deno.makeTempFile({ dir: s.dir, suffix: ".psftp" });
   await Deno.writeTextFile(file, script);
   const child = spawnOurs("psftp", psftpArgs(s, "-b", file), { env: envFor(s) });
   const result = collect(child, { timeoutMs: 60000 });
   await waitFor(ready, 30000, "the transfer to be under way");
-  s.killConnections();
+  interrupt(child);
   return await result;
 }
 
@@ -717,7 +721,7 @@ Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts
         const local = localDir(s, "drop-get");
         await Deno.writeTextFile(join(local, "precious.bin"), "precious\n");
         for (const target of ["precious.bin", "fresh.bin"]) {
-          const r = await killMidway(
+          const r = await interruptMidway(
             s,
             `lcd ${local}\nget ${huge} ${target}\n`,
             () => growing(local),
@@ -735,15 +739,30 @@ Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts
 
     await t.step("get interrupted by ^C (SIGINT): temporary file removed, status 130", async () => {
       const local = localDir(s, "drop-sigint");
-      const file = join(s.dir, "sigint.psftp");
-      await Deno.writeTextFile(file, `lcd ${local}\nget ${huge} fresh.bin\n`);
-      const child = spawnOurs("psftp", psftpArgs(s, "-b", file), { env: envFor(s) });
-      const result = collect(child);
-      await waitFor(() => growing(local), 30000, "the download to be under way");
-      child.kill("SIGINT");
-      const r = await result;
+      const r = await interruptMidway(
+        s,
+        `lcd ${local}\nget ${huge} fresh.bin\n`,
+        () => growing(local),
+        (child) => child.kill("SIGINT"),
+      );
       assert.equal(r.code, 130);
       assert.deepEqual([...Deno.readDirSync(local)], []);
+    });
+
+    await t.step("put interrupted by SIGINT: the remote temporary file is removed", async () => {
+      const local = localDir(s, "drop-put-sigint");
+      const big = join(local, "big.bin");
+      await Deno.writeFile(big, new Uint8Array(0));
+      await Deno.truncate(big, 2 ** 31);
+      const r = await interruptMidway(
+        s,
+        `cd ${remote}\nput ${big} sigint.bin\n`,
+        () => growing(remote),
+        (child) => child.kill("SIGINT"),
+      );
+      assert.equal(r.code, 130);
+      assert.deepEqual(temporaries(remote), []);
+      assert.throws(() => Deno.statSync(join(remote, "sigint.bin")), Deno.errors.NotFound);
     });
 
     await t.step("put: the remote target is untouched", async () => {
@@ -757,7 +776,7 @@ Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts
       for (const target of ["old.bin", "new.bin"]) {
         // (A killed upload leaves its temporary file on the server: nothing can remove it.)
         for (const n of temporaries(remote)) await Deno.remove(join(remote, n));
-        const r = await killMidway(
+        const r = await interruptMidway(
           s,
           `cd ${remote}\nput ${big} ${target}\n`,
           () => growing(remote),

@@ -469,6 +469,7 @@ async function sendFile(
   const removeTemp = async () => {
     if (temp) await sftp.remove(temp).catch(() => {});
   };
+  if (temp) s.remoteTemporaries.add(temp);
   let offset = 0;
   let err = false;
   try {
@@ -529,6 +530,7 @@ async function sendFile(
     throw s.fatal(e);
   } finally {
     await closeQuietly(handle);
+    if (temp) s.remoteTemporaries.delete(temp);
   }
 }
 

@@ -55,6 +55,8 @@ export class PsftpSession {
   homedir = "";
   /** Local files being written under temporary names, removed if we are stopped. */
   readonly temporaries = new Set<string>();
+  /** The same for uploads: remote temporary files, removed (if the server still answers). */
+  readonly remoteTemporaries = new Set<string>();
 
   constructor(readonly env: PsftpEnvironment) {}
 
@@ -106,7 +108,19 @@ export class PsftpSession {
     this.removeTemporaries();
     const link = this.link;
     this.link = undefined;
-    if (link) await link.abort().catch(() => {});
+    if (!link) return;
+    if (this.remoteTemporaries.size) {
+      // Queued behind the upload's writes; a server that no longer answers gets two seconds.
+      const removals = [...this.remoteTemporaries].map((p) => link.sftp.remove(p).catch(() => {}));
+      this.remoteTemporaries.clear();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all(removals),
+        new Promise((r) => (timer = setTimeout(r, 2000))),
+      ]);
+      clearTimeout(timer);
+    }
+    await link.abort().catch(() => {});
   }
 
   removeTemporaries(): void {
