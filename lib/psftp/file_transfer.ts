@@ -288,17 +288,19 @@ function openLocalTarget(
   let file: Deno.FsFile;
   try {
     file = Deno.openSync(temp, { write: true, createNew: true, mode: keepMode ?? remoteMode });
+  } catch {
+    // The directory refuses new files; an existing file may still be writable in place.
+    return keepMode !== undefined ? openDirect(outfname, remoteMode, direct) : undefined;
+  }
+  s.temporaries.add(temp);
+  try {
     if (keepMode !== undefined) {
       Deno.chmodSync(temp, keepMode);
     } else if (remoteMode & 0o7000) {
       // open() here only takes the permission bits; set-id and sticky bits come as PuTTY's do.
       Deno.chmodSync(temp, ((Deno.statSync(temp).mode ?? 0) & 0o777) | (remoteMode & 0o7000));
     }
-  } catch {
-    // The directory refuses new files; an existing file may still be writable in place.
-    return keepMode !== undefined ? openDirect(outfname, remoteMode, direct) : undefined;
-  }
-  s.temporaries.add(temp);
+  } catch { /* the mode is a nicety; the data is what matters */ }
   const discard = () => {
     s.temporaries.delete(temp);
     try {
