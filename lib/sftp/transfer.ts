@@ -22,6 +22,8 @@ export interface TransferOptions {
 const DEFAULT_BLOCK = 32 * 1024;
 const LARGE_BLOCK = 128 * 1024;
 const MAX_AHEAD = 4 * 1024 * 1024;
+/** Largest buffer handed to a download's sink at once. */
+const COALESCE = 512 * 1024;
 
 function blockSizeFor(handle: SftpHandle, wanted: number | undefined, kind: "read" | "write") {
   if (wanted) return wanted;
@@ -120,13 +122,36 @@ export function download(
       });
     };
 
+    /**
+     * The next contiguous run of arrived data, up to COALESCE bytes in one buffer: a sink that
+     * writes a file pays per call (an async write each), not per byte.
+     */
+    const takeRun = (): Uint8Array | undefined => {
+      const parts: Uint8Array[] = [];
+      let at = nextDeliver;
+      let total = 0;
+      for (let c = arrived.get(at); c && total < COALESCE; c = arrived.get(at)) {
+        arrived.delete(at);
+        parts.push(c);
+        total += c.length;
+        at += c.length;
+      }
+      if (parts.length <= 1) return parts[0];
+      const out = new Uint8Array(total);
+      let o = 0;
+      for (const p of parts) {
+        out.set(p, o);
+        o += p.length;
+      }
+      return out;
+    };
+
     const deliver = async () => {
       sinking = true;
       try {
         for (;;) {
-          const chunk = arrived.get(nextDeliver);
+          const chunk = takeRun();
           if (!chunk) break;
-          arrived.delete(nextDeliver);
           await sink(chunk);
           if (settled) return;
           nextDeliver += chunk.length;
