@@ -216,6 +216,13 @@ Deno.test("missing keys take PuTTY's defaults; values are read with atoi", () =>
   assert.equal(c.protocol, "ssh");
   // No (or an unknown) Protocol: the tool's default protocol and port, PortNumber ignored.
   assert.equal(settingsToConfig(parseSettings("PortNumber=99\n")).config.port, 22);
+  // TerminalType's platform default is $TERM (Unix plink), when an environment is given.
+  const env = (name: string) => (name === "TERM" ? "screen-256color" : undefined);
+  assert.equal(settingsToConfig(parseSettings(""), { env }).config.termType, "screen-256color");
+  assert.equal(
+    settingsToConfig(parseSettings("TerminalType=vt100\n"), { env }).config.termType,
+    "vt100",
+  );
   const odd = settingsToConfig(parseSettings("Protocol=bogus\nPortNumber=99\n"), {
     defaultPort: 22,
   }).config;

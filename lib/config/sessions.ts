@@ -516,7 +516,9 @@ export function settingsToConfig(
   c.compression = bool("Compression", false);
   const af = int("AddressFamily", 0);
   c.addressFamily = af === 1 ? "ipv4" : af === 2 ? "ipv6" : "any";
-  c.termType = str("TerminalType", "xterm");
+  // Unix plink's platform default for TerminalType is $TERM (only read when an environment is
+  // given, so the plain function stays independent of the process's).
+  c.termType = str("TerminalType", opts.env?.("TERM") || "xterm");
   const cmd = str("RemoteCommand", "");
   if (cmd) c.remoteCommand = cmd;
   if (bool("NoPTY", false)) c.pty = false;
@@ -578,7 +580,7 @@ export function settingsToConfig(
  */
 export function loadSession(name: string | undefined, opts: LoadOptions = {}): LoadedSession {
   const settings = readSessionSettings(name ?? "", opts.env ?? processEnv);
-  const loaded = settingsToConfig(settings, opts);
+  const loaded = settingsToConfig(settings, { ...opts, env: opts.env ?? processEnv });
   if (settings && name) loaded.config.sessionName = name;
   return loaded;
 }
