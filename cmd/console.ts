@@ -1,9 +1,13 @@
 /**
- * User interaction shared by the console tools (plink, pscp, psftp): the -v event log and
- * prompts on the controlling terminal, fatal errors as one line, exit.
+ * User interaction shared by the console tools (plink, pscp, psftp, putty): the -v event log and
+ * prompts on the controlling terminal, fatal errors as one line, exit; and what plink and putty
+ * share around a connection (signals, the terminal, -N).
  */
 
-import type { HostKeyQuestion, Interaction } from "../lib/connect.ts";
+import type { PuttyConfig } from "../lib/config/sessions.ts";
+import { connect, type Connected, type HostKeyQuestion, type Interaction } from "../lib/connect.ts";
+import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
+import { VERSION } from "../lib/version.ts";
 
 const enc = new TextEncoder();
 
@@ -164,4 +168,139 @@ export function hostKeyWarning(q: HostKeyQuestion): string {
 export function errorText(e: unknown): string {
   if (e instanceof Error) return e.message;
   return String(e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the session tools (plink, putty) share around a connection.
+
+export async function writeAll(file: { write(p: Uint8Array): Promise<number> }, data: Uint8Array) {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}
+
+/** Our stdin, stdout and stderr as a session's data streams. */
+function stdio(): SessionIo {
+  return {
+    input: Deno.stdin.readable,
+    stdout: (c) => writeAll(Deno.stdout, c),
+    stderr: (c) => writeAll(Deno.stderr, c),
+  };
+}
+
+/**
+ * The main session as the configuration asks for it, on our stdio; with `pty`, a pty of the
+ * configured terminal type made from the local terminal, which `terminal` puts in raw mode.
+ */
+export function mainSessionOptions(
+  cfg: PuttyConfig,
+  terminal: RawTerminal,
+  pty: boolean,
+): MainSessionOptions {
+  return {
+    command: cfg.remoteCommand,
+    subsystem: cfg.subsystem,
+    env: cfg.env,
+    agentForward: cfg.agentForward,
+    ptyTerm: pty ? cfg.termType : undefined,
+    terminal,
+    io: stdio(),
+    warn: (t) => writeErr(t + "\n"),
+  };
+}
+
+/**
+ * Answers a help/version option that stopped parsing: the version line for `versionOption`, else
+ * the usage on stdout (exit 0 only for --help).
+ */
+export async function answerStopOption(
+  tool: string,
+  stop: string,
+  versionOption: string,
+  usage: string,
+): Promise<number> {
+  if (stop === versionOption) {
+    await writeAll(Deno.stdout, enc.encode(`${tool}: puttykit ${VERSION}\n`));
+    return 0;
+  }
+  await writeAll(Deno.stdout, enc.encode(usage));
+  return stop === "--help" ? 0 : 1;
+}
+
+const TERMINATING_SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
+
+/**
+ * SIGHUP, SIGINT and SIGTERM end the tool cleanly: the terminal is restored first, then `stop()`
+ * runs (an upstream removes its socket, the connection is dropped), then we exit with 128 + the
+ * signal number (`stop` is told it), as a shell reports a process killed by that signal.
+ */
+export function exitOnSignals(
+  stop: (exitCode: number) => Promise<void>,
+  terminal?: RawTerminal,
+): void {
+  for (const [sig, n] of Object.entries(TERMINATING_SIGNALS)) {
+    Deno.addSignalListener(sig as Deno.Signal, async () => {
+      terminal?.restore();
+      await stop(128 + n).catch(() => {});
+      Deno.exit(128 + n);
+    });
+  }
+}
+
+/**
+ * fatal() after a terminal session: the terminal restored first, and the message on a line of
+ * its own (the remote side may have left the cursor anywhere).
+ */
+export function fatalAfterSession(terminal: RawTerminal, message: string): never {
+  const wasRaw = terminal.used;
+  terminal.restore();
+  if (wasRaw) writeErr("\n");
+  fatal(message);
+}
+
+export interface ConsoleConnection {
+  connected: Connected;
+  /** The local terminal, raw while an interactive session runs. */
+  terminal: RawTerminal;
+  /** The exit code a terminating signal asked for, once one came. */
+  readonly stoppedWith: number | undefined;
+}
+
+/**
+ * Connects with console interaction, or prints FATAL ERROR and exits. When `handleSignals` says
+ * so for the connection, SIGHUP/SIGINT/SIGTERM restore the terminal, drop the connection (an
+ * upstream removes its socket) and exit.
+ */
+export async function connectOnConsole(
+  cfg: PuttyConfig,
+  handleSignals: (connected: Connected) => boolean,
+): Promise<ConsoleConnection> {
+  let connected: Connected;
+  try {
+    connected = await connect({ config: cfg, mayBeUpstream: true, ui: consoleInteraction(cfg) });
+  } catch (e) {
+    fatal(errorText(e));
+  }
+  const c = {
+    connected,
+    terminal: new RawTerminal(),
+    stoppedWith: undefined as number | undefined,
+  };
+  if (handleSignals(connected)) {
+    exitOnSignals((code) => {
+      c.stoppedWith = code;
+      return connected.abort();
+    }, c.terminal);
+  }
+  return c;
+}
+
+/**
+ * -N (SshNoShell): no session; serves port forwardings and downstreams until the connection
+ * ends. Returns the exit code.
+ */
+export async function serveWithoutSession(c: ConsoleConnection): Promise<number> {
+  const err = await c.connected.conn.closed;
+  if (c.stoppedWith !== undefined) return c.stoppedWith;
+  if (err) fatal(errorText(err));
+  return 0;
 }

@@ -4,19 +4,25 @@
  */
 
 import { parseCommandLine, type ParsedCommandLine, PLINK } from "../lib/config/options.ts";
-import type { PuttyConfig } from "../lib/config/sessions.ts";
 import { ConfigError } from "../lib/config/types.ts";
-import { connect, type Connected, keyHost } from "../lib/connect.ts";
-import {
-  exitCodeOf,
-  pumpFromChannel,
-  pumpToChannel,
-  startMainChannel,
-} from "../lib/remote_session.ts";
+import { type Connected, keyHost } from "../lib/connect.ts";
+import { pumpFromChannel, pumpToChannel } from "../lib/remote_session.ts";
+import { runMainSession } from "../lib/terminal_session.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
 import { VERSION } from "../lib/version.ts";
-import { consoleInteraction, errorText, fatal, usageError, writeErr } from "./console.ts";
+import {
+  answerStopOption,
+  connectOnConsole,
+  errorText,
+  fatal,
+  fatalAfterSession,
+  mainSessionOptions,
+  serveWithoutSession,
+  usageError,
+  writeAll,
+  writeErr,
+} from "./console.ts";
 
 const USAGE = `Plink: command-line connection utility (puttykit ${VERSION})
 Usage: plink [options] [user@]host [command]
@@ -64,13 +70,6 @@ The following options only apply to SSH connections:
             open tunnel in place of session (SSH-2 only)
 `;
 
-const enc = new TextEncoder();
-
-async function writeAll(file: { write(p: Uint8Array): Promise<number> }, data: Uint8Array) {
-  let off = 0;
-  while (off < data.length) off += await file.write(data.subarray(off));
-}
-
 /**
  * Our stdout was closed by its reader (`plink ... | head -1`): say so and exit 1, as real plink
  * 0.78 does ("stdout: write: Broken pipe").
@@ -91,14 +90,7 @@ export async function main(args: string[]): Promise<number> {
     if (e instanceof ConfigError) usageError("plink", e.message);
     throw e;
   }
-  if (parsed.stop === "-V") {
-    await writeAll(Deno.stdout, enc.encode(`plink: puttykit ${VERSION}\n`));
-    return 0;
-  }
-  if (parsed.stop) {
-    await writeAll(Deno.stdout, enc.encode(USAGE));
-    return parsed.stop === "--help" ? 0 : 1;
-  }
+  if (parsed.stop) return await answerStopOption("plink", parsed.stop, "-V", USAGE);
   const cfg = parsed.config;
   if (!cfg.host) {
     writeErr(USAGE);
@@ -114,31 +106,15 @@ export async function main(args: string[]): Promise<number> {
     return (await upstreamExists(id)) ? 0 : 1;
   }
 
-  const ui = consoleInteraction(cfg);
-  let connected: Connected;
-  try {
-    connected = await connect({ config: cfg, mayBeUpstream: true, ui });
-  } catch (e) {
-    fatal(errorText(e));
-  }
-  let stopping = false;
-  const stopOnSignal = async () => {
-    stopping = true;
-    await connected.abort();
-    Deno.exit(130);
-  };
-  if (connected.role === "upstream") {
-    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-      Deno.addSignalListener(sig, stopOnSignal);
-    }
-  }
+  const session = await connectOnConsole(
+    cfg,
+    (c) => c.role === "upstream" || Deno.stdin.isTerminal(),
+  );
+  const { connected, terminal } = session;
+  // The connection is up: port forwardings (-L/-R/-D) start here.
 
-  if (cfg.noShell) {
-    // -N: no session; serve port forwardings and downstreams until the connection ends.
-    const err = await connected.conn.closed;
-    if (err && !stopping) fatal(errorText(err));
-    return stopping ? 130 : 0;
-  }
+  // -N: no session; serve port forwardings and downstreams until the connection ends.
+  if (cfg.noShell) return await serveWithoutSession(session);
 
   if (cfg.ncHost) {
     // -nc host:port: stdin/stdout become a direct-tcpip tunnel instead of a session.
@@ -157,43 +133,14 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
 
-  const interactiveTty = Deno.stdin.isTerminal();
   const wantPty = cfg.pty ?? (!cfg.remoteCommand && !cfg.subsystem);
   let code: number | undefined;
   try {
-    const ch = await startMainChannel(connected.conn, {
-      command: cfg.remoteCommand,
-      subsystem: cfg.subsystem,
-      env: cfg.env,
-      agentForward: cfg.agentForward,
-      pty: wantPty ? ptyFor(cfg) : undefined,
-      warn: (t) => writeErr(t + "\n"),
-    });
-    const raw = wantPty && interactiveTty;
-    if (raw) Deno.stdin.setRaw(true);
-    const resize = () => {
-      const { columns, rows } = Deno.consoleSize();
-      ch.windowChange(columns, rows);
-    };
-    if (raw) Deno.addSignalListener("SIGWINCH", resize);
-    try {
-      pumpToChannel(Deno.stdin.readable, ch);
-      const out = pumpFromChannel(ch.stdout, (c) => writeAll(Deno.stdout, c));
-      const err = pumpFromChannel(ch.stderr, (c) => writeAll(Deno.stderr, c));
-      await Promise.all([out, err]);
-      await ch.closed;
-    } finally {
-      if (raw) {
-        Deno.removeSignalListener("SIGWINCH", resize);
-        Deno.stdin.setRaw(false);
-      }
-    }
-    if (ch.failure) throw ch.failure;
-    code = exitCodeOf(ch);
+    code = await runMainSession(connected.conn, mainSessionOptions(cfg, terminal, wantPty));
   } catch (e) {
     await quitIfPipeClosed(e, connected);
     await connected.abort();
-    fatal(errorText(e));
+    fatalAfterSession(terminal, errorText(e));
   }
   await connected.finish();
   if (code === undefined) {
@@ -201,13 +148,4 @@ export async function main(args: string[]): Promise<number> {
     return 1;
   }
   return code;
-}
-
-function ptyFor(cfg: PuttyConfig) {
-  let cols = 80;
-  let rows = 24;
-  try {
-    if (Deno.stdin.isTerminal()) ({ columns: cols, rows } = Deno.consoleSize());
-  } catch { /* not a terminal */ }
-  return { term: cfg.termType || "xterm", cols, rows };
 }
