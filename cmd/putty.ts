@@ -1,8 +1,109 @@
-/** putty: not part of this build yet. */
+/**
+ * putty: an interactive SSH terminal session in the terminal we run in (PuTTY's own is a GTK
+ * window): a pty of the local terminal's type, size and modes, raw mode, window-size changes
+ * forwarded, the terminal restored on every way out, the remote shell's exit status as ours.
+ * Options, saved sessions, host keys and connection sharing are plink's; as a sharing upstream
+ * it stays until its downstreams have finished, and says so.
+ */
 
-import { writeErr } from "./console.ts";
+import { parseCommandLine, type ParsedCommandLine, PUTTY } from "../lib/config/options.ts";
+import { ConfigError } from "../lib/config/types.ts";
+import { runMainSession } from "../lib/terminal_session.ts";
+import { VERSION } from "../lib/version.ts";
+import {
+  answerStopOption,
+  connectOnConsole,
+  errorText,
+  fatalAfterSession,
+  mainSessionOptions,
+  serveWithoutSession,
+  usageError,
+  writeErr,
+} from "./console.ts";
 
-export function main(_args: string[]): Promise<number> {
-  writeErr("putty: not available in this build of puttykit yet\n");
-  return Promise.resolve(1);
+const USAGE = `PuTTY: interactive SSH terminal session (puttykit ${VERSION})
+Usage: putty [options] [user@]host [port]
+       putty [options] -load sessname
+Runs the remote shell in this terminal; the session's exit status becomes putty's.
+Options:
+  --help, -help      print this help and exit
+  -V, --version      print version information and exit
+  -load sessname     load settings from a saved session
+  -ssh               use the SSH protocol (the only one puttykit has)
+  -P port            connect to the specified port
+  -l user            connect with the specified username
+  -batch             disable all interactive prompts
+  -pw passw, -pwfile file
+                     log in with the given password (or the first line of the file)
+  -i key             private key file for user authentication
+  -agent, -noagent   enable / disable use of an SSH agent for authentication
+  -hostkey keyid     manually specify a host key (may be repeated)
+  -share, -noshare   enable / disable connection sharing
+  -A, -a             enable / disable agent forwarding
+  -L, -R, -D spec    port forwarding (as plink)
+  -t, -T             enable / disable pty allocation (default: enabled)
+  -m file            read the remote command from a file
+  -4, -6             force use of IPv4 or IPv6
+  -C                 enable compression
+  -proxycmd command  use 'command' as local proxy
+The terminal type sent is $TERM (or the session's TerminalType).
+`;
+
+function waitingLine(n: number): string {
+  return `puttykit: waiting for ${n} downstream connection(s) (pscp/psftp/plink) sharing this ` +
+    "connection to finish (an upstream cannot close before its downstreams; Ctrl-C ends them)\n";
+}
+
+export async function main(args: string[]): Promise<number> {
+  if (args.length === 0) {
+    writeErr(USAGE);
+    return 1;
+  }
+  let parsed: ParsedCommandLine;
+  try {
+    parsed = parseCommandLine(PUTTY, args);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    if (e.message === "no valid host name provided") {
+      usageError("putty", "no host name given (putty --help lists the options)");
+    }
+    usageError("putty", e.message);
+  }
+  if (parsed.stop) return await answerStopOption("putty", parsed.stop, "--version", USAGE);
+  const cfg = parsed.config;
+  if (cfg.protocol !== "ssh") {
+    usageError("putty", `the ${cfg.protocol} protocol is not supported by puttykit`);
+  }
+  if (cfg.ncHost) usageError("putty", "-nc is not supported by putty (use plink -nc)");
+  if (!Deno.stdin.isTerminal()) {
+    usageError(
+      "putty",
+      "standard input is not a terminal (putty needs one; use plink for non-interactive use)",
+    );
+  }
+  for (const w of parsed.warnings) writeErr(`${w}\n`);
+
+  const session = await connectOnConsole(cfg, () => true);
+  const { connected, terminal } = session;
+  // The connection is up: port forwardings (-L/-R/-D) start here.
+
+  // -N (SshNoShell): no session; serve forwardings and downstreams until the connection ends.
+  if (cfg.noShell) return await serveWithoutSession(session);
+
+  let code: number | undefined;
+  try {
+    code = await runMainSession(
+      connected.conn,
+      mainSessionOptions(cfg, terminal, cfg.pty !== false),
+    );
+  } catch (e) {
+    await connected.abort();
+    fatalAfterSession(terminal, errorText(e));
+  }
+  await connected.finish((n) => writeErr(waitingLine(n)));
+  if (code === undefined) {
+    writeErr("Remote process exit code unavailable\n");
+    return 1;
+  }
+  return code;
 }

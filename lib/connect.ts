@@ -212,9 +212,11 @@ async function connectDirect(
       finish: async (onWaiting) => {
         if (finished) return;
         finished = true;
+        // Counted before our own session goes: its close reaches the mux a moment later.
+        const others = Math.max(0, m.downstreamCount - (conn.isOpen ? 1 : 0));
         conn.close("session finished");
         if (listener) {
-          if (m.downstreamCount > 0) onWaiting?.(m.downstreamCount);
+          if (others > 0) onWaiting?.(others);
           await idle();
           await listener.retire();
           // Someone may have connected just before the socket went away.

@@ -280,6 +280,12 @@ Deno.test("putty: host then port word", () => {
   assert.equal(p.config.port, 2022);
   fails(PUTTY, ["host", "22", "extra"], "unexpected non-option argument 'extra'");
   fails(PUTTY, ["-v", "host"], 'option "-v" not available in this tool');
+  // "user@host" is split by prepare_session; a host word is never a session name for putty.
+  const u = parse(PUTTY, "bob@host");
+  assert.equal(u.config.user, "bob");
+  assert.equal(u.config.host, "host");
+  assert.equal(parse(PUTTY, "-V").stop, "--version");
+  assert.equal(parse(PUTTY, "-help").stop, "--help");
 });
 
 Deno.test("precedence: defaults < Default Settings < -load < command line", () => {

@@ -190,7 +190,8 @@ export const PUTTY: ToolSpec = {
   localUserDefault: false,
   options: {
     "--help": { aliases: ["-help"], stop: true },
-    "--version": { aliases: ["-version"], stop: true },
+    // -V is not in PuTTY's GTK putty; puttykit's putty takes it as plink does.
+    "--version": { aliases: ["-version", "-V"], stop: true },
     "-pgpfp": HELP,
   },
 };

@@ -1,0 +1,318 @@
+/**
+ * putty, used as a person would: run in a terminal (tmux), against OpenSSH on loopback, by
+ * typing and reading the screen. Checks the pty (type, size, modes), resizing, UTF-8 both ways,
+ * the exit status, the local terminal restored (normal exit, SIGTERM, lost connection), and
+ * putty as a sharing upstream that waits for its downstreams.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { descendants, type Sshd, startSshd } from "./fixtures/sshd.ts";
+import { collect, ourShellCommand, runOurs, spawnOurs, waitFor } from "./fixtures/tools.ts";
+import { isCooked, Tmux } from "./fixtures/tmux.ts";
+import { upstreamExists } from "../lib/share/rendezvous.ts";
+import { connectionId } from "../lib/share/socket_path.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+/** Waits until the remote shell runs what we type (whatever its prompt looks like). */
+async function shellReady(tm: Tmux): Promise<void> {
+  await tm.type("echo ready-$((2*3))\r");
+  await tm.waitForScreen(/(^|\s)ready-6$/m);
+}
+
+function puttyArgs(s: Sshd, extra: string[] = []): string[] {
+  return [
+    "-batch",
+    "-hostkey",
+    s.hostKeyFingerprint,
+    "-i",
+    s.userKey,
+    ...extra,
+    "-P",
+    String(s.port),
+    `${s.user}@${s.host}`,
+  ];
+}
+
+/**
+ * A pane running `bash -c` with putty in it; afterwards putty's exit status and the terminal
+ * settings before and after (stty -g) are written to files in `dir`.
+ */
+async function puttyInPane(s: Sshd, dir: string, args: string[], pre = ""): Promise<Tmux> {
+  const script = [
+    pre,
+    `stty -g > ${dir}/before`,
+    `(${ourShellCommand("putty", args)})`,
+    `echo EXIT=$? > ${dir}/exit.tmp; mv ${dir}/exit.tmp ${dir}/exit`,
+    `stty -g > ${dir}/after`,
+    // On a line of its own: a killed putty may leave the cursor after the remote prompt.
+    "printf '\\nPANE-DONE\\n'",
+    "sleep 600",
+  ].filter((l) => l).join("\n");
+  await Deno.writeTextFile(join(dir, "pane.sh"), script);
+  return await Tmux.start(`bash ${join(dir, "pane.sh")}`, { env: s.env });
+}
+
+async function exitLine(dir: string): Promise<string> {
+  await waitFor(() => Deno.stat(join(dir, "exit")).then(() => true, () => false), 20000, "exit");
+  return (await Deno.readTextFile(join(dir, "exit"))).trim();
+}
+
+async function assertRestored(tm: Tmux, dir: string) {
+  await tm.waitForScreen(/^PANE-DONE$/m);
+  const before = await Deno.readTextFile(join(dir, "before"));
+  const after = await Deno.readTextFile(join(dir, "after"));
+  assert.equal(after, before, "terminal settings are back as they were");
+  assert.ok(isCooked(await tm.sttyAll()), "icanon and echo are on again");
+}
+
+/** putty's process (deno running mod.ts) under the pane. */
+async function puttyPid(tm: Tmux): Promise<number> {
+  const panePid = Number(await tm.paneVar("pane_pid"));
+  let found: number | undefined;
+  await waitFor(
+    () => {
+      found = descendants(panePid).find((pid) => {
+        try {
+          return Deno.readTextFileSync(`/proc/${pid}/cmdline`).includes("mod.ts");
+        } catch {
+          return false;
+        }
+      });
+      return found !== undefined;
+    },
+    10000,
+    "putty process",
+  );
+  return found!;
+}
+
+Deno.test("putty: usage, version and bad input", opts, async (t) => {
+  await t.step("no arguments: usage on stderr, exit 1", async () => {
+    const r = await runOurs("putty", []);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^Usage: putty \[options\] \[user@\]host \[port\]$/m);
+  });
+  await t.step("-V and --version print the version; --help the usage", async () => {
+    for (const opt of ["-V", "--version"]) {
+      const r = await runOurs("putty", [opt]);
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, /^putty: puttykit \d+\.\d+\.\d+\n$/);
+    }
+    const help = await runOurs("putty", ["--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: putty/m);
+  });
+  const oneLine = [
+    [["-foo", "host"], /^putty: unknown option "-foo"$/],
+    [["host", "22", "extra"], /^putty: unexpected non-option argument 'extra'$/],
+    [["-v", "host"], /^putty: option "-v" not available in this tool$/],
+    [["-P", "2222"], /^putty: no host name given/],
+    [["-telnet", "host"], /^putty: the telnet protocol is not supported by puttykit$/],
+    [["127.0.0.1"], /^putty: standard input is not a terminal/],
+  ] as const;
+  for (const [args, re] of oneLine) {
+    await t.step(`putty ${args.join(" ")}: one line, exit 1`, async () => {
+      const r = await runOurs("putty", [...args]);
+      assert.equal(r.code, 1);
+      const lines = r.stderr.trimEnd().split("\n");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], re);
+    });
+  }
+});
+
+Deno.test("putty in a terminal against OpenSSH", opts, async (t) => {
+  const s = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+  // A local terminal with a terminal type and an erase character of its own, to see them sent.
+  const tm = await puttyInPane(s, dir, puttyArgs(s), "export TERM=vt220; stty erase '^H'");
+  try {
+    await t.step(
+      "the remote shell starts; the local terminal is in raw mode meanwhile",
+      async () => {
+        await shellReady(tm);
+        const stty = await tm.sttyAll();
+        assert.ok(!isCooked(stty), `raw while the session runs:\n${stty}`);
+      },
+    );
+
+    await t.step("typed commands run and their output shows", async () => {
+      await tm.type("echo hello-$((6*7))\r");
+      await tm.waitForScreen(/^hello-42$/m);
+    });
+
+    await t.step("the pty has the local terminal's type and modes", async () => {
+      await tm.type("tty; echo term=$TERM; stty -a | tr ';' '\\n' | grep -E 'erase|iutf8'\r");
+      const screen = await tm.waitForScreen(/^term=\S+$/m);
+      assert.match(screen, /^\/dev\/pts\/\d+$/m);
+      assert.match(screen, /^term=vt220$/m);
+      await tm.waitForScreen(/^\s*erase = \^H$/m);
+      assert.match(await tm.screen(), /(^| )iutf8( |$)/m);
+    });
+
+    await t.step("UTF-8 goes through both ways", async () => {
+      await tm.type("printf 'h\\303\\251llo\\n'\r");
+      await tm.waitForScreen(/^héllo$/m);
+      await tm.type("echo ünï | od -An -tx1\r");
+      await tm.waitForScreen(/^\s*c3 bc 6e c3 af 0a$/m);
+    });
+
+    await t.step("resizing the terminal resizes the remote pty", async () => {
+      await tm.type("clear; stty size\r");
+      await tm.waitForScreen(/^30 100$/m);
+      await tm.resize(120, 40);
+      await waitFor(
+        async () => {
+          await tm.type("clear; stty size\r");
+          await new Promise((r) => setTimeout(r, 200));
+          return /^40 120$/m.test(await tm.screen());
+        },
+        10000,
+        "remote size 40 120",
+      );
+    });
+
+    await t.step("exit 3: putty exits 3 and the terminal is restored", async () => {
+      await tm.type("exit 3\r");
+      assert.equal(await exitLine(dir), "EXIT=3");
+      await assertRestored(tm, dir);
+    });
+  } finally {
+    await tm.stop();
+    await s.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test(
+  "putty restores the terminal when killed or when the connection dies",
+  opts,
+  async (t) => {
+    const s = await startSshd();
+    try {
+      for (const how of ["SIGTERM", "SIGHUP", "lost connection"] as const) {
+        await t.step(how, async () => {
+          const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+          const tm = await puttyInPane(s, dir, puttyArgs(s));
+          try {
+            await shellReady(tm);
+            assert.ok(!isCooked(await tm.sttyAll()), "raw while the session runs");
+            if (how === "lost connection") {
+              s.killConnections();
+              assert.equal(await exitLine(dir), "EXIT=1");
+              await tm.waitForScreen(/^FATAL ERROR: /m);
+            } else {
+              Deno.kill(await puttyPid(tm), how);
+              assert.equal(await exitLine(dir), how === "SIGTERM" ? "EXIT=143" : "EXIT=129");
+            }
+            await assertRestored(tm, dir);
+          } finally {
+            await tm.stop();
+            await Deno.remove(dir, { recursive: true }).catch(() => {});
+          }
+        });
+      }
+    } finally {
+      await s.stop();
+    }
+  },
+);
+
+Deno.test(
+  "putty -share: an upstream waits for its downstreams; a downstream too",
+  opts,
+  async (t) => {
+    const s = await startSshd();
+    const id = connectionId(s.host, s.port, s.user);
+    try {
+      await t.step("putty's shell exits while plink runs through it: putty waits", async () => {
+        const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+        const tm = await puttyInPane(s, dir, puttyArgs(s, ["-share"]));
+        try {
+          await shellReady(tm);
+          assert.ok(await upstreamExists(id), "putty is the upstream");
+          const plink = spawnOurs("plink", [
+            "-share",
+            ...puttyArgs(s),
+            "echo started; sleep 2; echo done",
+          ], { env: s.env });
+          // Wait until the downstream's command runs, then leave putty's shell.
+          const reader = plink.stdout.getReader();
+          const first = new TextDecoder().decode((await reader.read()).value);
+          assert.equal(first, "started\n");
+          reader.releaseLock();
+          await tm.type("exit\r");
+          const screen = await tm.waitForScreen(/waiting for 1 downstream connection/);
+          assert.match(
+            screen,
+            /^puttykit: waiting for 1 downstream connection\(s\) \(pscp\/psftp\/plink\) sharing this connection to finish/m,
+          );
+          assert.doesNotMatch(screen, /PANE-DONE/, "putty is still running");
+          const r = await collect(plink);
+          assert.equal(r.stdout, "done\n");
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(await exitLine(dir), "EXIT=0");
+          await assertRestored(tm, dir);
+          assert.equal(await s.authCount(), 1, "plink used putty's connection");
+          await waitFor(async () => !(await upstreamExists(id)), 5000, "upstream gone");
+        } finally {
+          await tm.stop();
+          await Deno.remove(dir, { recursive: true }).catch(() => {});
+        }
+      });
+
+      await t.step("while it waits, Ctrl-C ends putty and its downstreams at once", async () => {
+        const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+        const tm = await puttyInPane(s, dir, puttyArgs(s, ["-share"]));
+        try {
+          await shellReady(tm);
+          const plink = spawnOurs("plink", ["-share", ...puttyArgs(s), "echo started; sleep 60"], {
+            env: s.env,
+          });
+          const reader = plink.stdout.getReader();
+          assert.equal(new TextDecoder().decode((await reader.read()).value), "started\n");
+          reader.releaseLock();
+          await tm.type("exit\r");
+          await tm.waitForScreen(/waiting for 1 downstream connection/);
+          const started = Date.now();
+          await tm.key("C-c");
+          assert.equal(await exitLine(dir), "EXIT=130");
+          const r = await collect(plink);
+          assert.notEqual(r.code, 0, "the downstream lost its connection");
+          assert.ok(Date.now() - started < 20000, "nobody waited for sleep 60");
+          await assertRestored(tm, dir);
+        } finally {
+          await tm.stop();
+          await Deno.remove(dir, { recursive: true }).catch(() => {});
+        }
+      });
+
+      await t.step("putty as a downstream of a plink -share -N upstream", async () => {
+        const up = spawnOurs("plink", ["-share", "-N", ...puttyArgs(s)], { env: s.env });
+        const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+        let tm: Tmux | undefined;
+        try {
+          const auths = (await s.authCount()) + 1;
+          await waitFor(() => upstreamExists(id), 20000, "plink upstream");
+          await waitFor(async () => (await s.authCount()) === auths, 10000, "plink logged in");
+          tm = await puttyInPane(s, dir, puttyArgs(s, ["-share"]));
+          await shellReady(tm);
+          await tm.type("echo via-$((40+2)); exit 5\r");
+          await tm.waitForScreen(/^via-42$/m);
+          assert.equal(await exitLine(dir), "EXIT=5");
+          await assertRestored(tm, dir);
+          assert.equal(await s.authCount(), auths, "no new authentication");
+        } finally {
+          await tm?.stop();
+          up.kill("SIGTERM");
+          await collect(up);
+          await Deno.remove(dir, { recursive: true }).catch(() => {});
+        }
+      });
+    } finally {
+      await s.stop();
+    }
+  },
+);
