@@ -186,6 +186,32 @@ Deno.test("putty in a terminal against OpenSSH", opts, async (t) => {
   }
 });
 
+Deno.test("putty asks on the terminal: unknown host key, then the password", opts, async () => {
+  const s = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+  const args = ["-noagent", "-P", String(s.port), `${s.user}@${s.host}`];
+  const tm = await puttyInPane(s, dir, s.password ? args : ["-i", s.userKey, ...args]);
+  try {
+    await tm.waitForScreen(/Store key in cache\? \(y\/n, Return cancels connection/);
+    await tm.type("y\r");
+    if (s.password) {
+      await tm.waitForScreen(/'s password:$/m);
+      await tm.type(`${s.password}\r`);
+    }
+    await shellReady(tm);
+    assert.ok(!(await tm.screen()).includes(s.password ?? "\0"), "the password was not echoed");
+    await tm.type("exit\r");
+    assert.equal(await exitLine(dir), "EXIT=0");
+    await assertRestored(tm, dir);
+    const cached = await Deno.readTextFile(join(s.env.PUTTYDIR, "sshhostkeys"));
+    assert.match(cached, new RegExp(`^ssh-ed25519@${s.port}:${s.host} `, "m"));
+  } finally {
+    await tm.stop();
+    await s.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
 Deno.test(
   "putty restores the terminal when killed or when the connection dies",
   opts,
