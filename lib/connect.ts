@@ -13,14 +13,13 @@
 
 import type { PuttyConfig } from "./config/sessions.ts";
 import { ConfigError } from "./config/types.ts";
-import { type ConnectionLimits, SHARING_LIMITS, SshConnection } from "./ssh/connection.ts";
+import { type ConnectionLimits, SshConnection } from "./ssh/connection.ts";
 import { portPair } from "./ssh/packet_port.ts";
 import { connectionId, parentDir } from "./share/socket_path.ts";
 import { decideSharing, type ShareDecision } from "./share/rendezvous.ts";
-import { SocketPort } from "./share/socket_port.ts";
+import { greetUpstream } from "./share/downstream.ts";
 import type { ConnectionMux } from "./share/mux.ts";
 import type { ShareListener } from "./share/upstream.ts";
-import { VERSION } from "./version.ts";
 
 /** Limits for our own session when we hold the real connection (no sharing-socket limit). */
 export const DIRECT_LIMITS: ConnectionLimits = {
@@ -98,20 +97,18 @@ export async function connect(opts: ConnectOptions): Promise<Connected> {
     const decision = await decideSharing(id, canUp, cfg.shareDownstream);
     if (decision.role === "downstream") {
       const path = decision.paths.socket;
-      const port = new SocketPort(decision.conn, "upstream");
-      port.sendGreeting(`puttykit_${VERSION}`);
+      let conn: SshConnection;
       try {
-        const g = await port.greeting;
+        const link = await greetUpstream(decision.conn);
+        conn = link.conn;
         ui.log(`Using existing shared connection at ${path}`);
-        ui.log(`Upstream version string: ${g.line}`);
+        ui.log(`Upstream version string: ${link.greeting.line}`);
       } catch (e) {
         // The upstream went away before greeting us (e.g. it was just exiting): decide again.
-        port.close();
         ui.log(`Upstream at ${path} closed before greeting: ${errText(e)}`);
         if (attempt < DOWNSTREAM_RETRIES) continue;
         throw e;
       }
-      const conn = new SshConnection(port, SHARING_LIMITS);
       return {
         conn,
         role: "downstream",
