@@ -13,12 +13,16 @@
  * `Protocol#_onPacket`, `Protocol#_packetRW.{read,write}` (decompression / packet allocation),
  * `Protocol#_remoteIdentRaw`, `Protocol#_authenticated`, the private-key PEM ssh2 keeps on a
  * parsed ECDSA key (under a module-private symbol; see fixEcdsaPrivatePem), the module-level handler table in
- * lib/protocol/handlers.js and `sendPacket` from lib/protocol/utils.js.
+ * lib/protocol/handlers.js, `sendPacket` from lib/protocol/utils.js, and the prototypes of the
+ * chacha20-poly1305 cipher classes of lib/protocol/crypto.js (see finishOneShotCiphers).
  */
 
+import { Buffer } from "node:buffer";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import ssh2 from "ssh2";
 import MESSAGE_HANDLERS from "ssh2/lib/protocol/handlers.js";
 import ssh2Utils from "ssh2/lib/protocol/utils.js";
+import ssh2Crypto from "ssh2/lib/protocol/crypto.js";
 import ssh2Package from "ssh2/package.json" with { type: "json" };
 
 export const SSH2_VERSION_PINNED = "1.17.0";
@@ -49,6 +53,83 @@ const handlers =
   MESSAGE_HANDLERS as unknown as (((p: Protocol, payload: Payload) => void) | undefined)[];
 const sendPacket = (ssh2Utils as { sendPacket: (p: Protocol, packet: Uint8Array) => boolean })
   .sendPacket;
+
+/**
+ * ssh2's chacha20-poly1305@openssh.com (the JS path, the one Deno runs: ssh2's compiled binding is
+ * not built) makes three node:crypto ciphers per packet, calls update() on each once and drops it
+ * without final(). Deno keeps a cipher's native state in its resource table until final(), so
+ * every packet leaked about 600 bytes outside the JS heap: an upstream grew by ~11 KiB per
+ * downstream command, without bound (tests/share_soak_test.ts). While ssh2's chacha20 code runs
+ * (but not the payload handler it calls) each cipher is finished right after its one update();
+ * for a stream cipher final() adds no output.
+ */
+function finishOneShotCiphers(): void {
+  const info = (ssh2Crypto as { CIPHER_INFO: Record<string, { keyLen: number }> }).CIPHER_INFO[
+    "chacha20-poly1305@openssh.com"
+  ];
+  type Cryptor = Record<string, unknown>;
+  const make = ssh2Crypto as {
+    createCipher(c: unknown): Cryptor;
+    createDecipher(c: unknown): Cryptor;
+  };
+  const key = Buffer.alloc(info.keyLen);
+  const common = { seqno: 0, forceNative: true };
+  const cipherProto = Object.getPrototypeOf(make.createCipher({
+    outbound: { ...common, onWrite() {}, cipherInfo: info, cipherKey: key },
+  }));
+  const decipherProto = Object.getPrototypeOf(make.createDecipher({
+    inbound: { ...common, onPayload() {}, decipherInfo: info, decipherKey: key },
+  }));
+  if (typeof cipherProto.encrypt !== "function" || typeof decipherProto.decrypt !== "function") {
+    throw new Error("npm:ssh2 internals changed: chacha20-poly1305 cipher classes");
+  }
+  let depth = 0;
+  const [k32, iv] = [key.subarray(0, 32), Buffer.alloc(16)];
+  for (
+    const sample of [createCipheriv("chacha20", k32, iv), createDecipheriv("chacha20", k32, iv)]
+  ) {
+    sample.final();
+    const proto = Object.getPrototypeOf(sample) as typeof sample;
+    const update = proto.update as (this: typeof sample, ...a: unknown[]) => Buffer;
+    proto.update = function (this: typeof sample, ...args: unknown[]) {
+      const out = update.apply(this, args);
+      if (depth > 0) this.final();
+      return out;
+    } as typeof proto.update;
+  }
+  const encrypt = cipherProto.encrypt;
+  cipherProto.encrypt = function (this: Cryptor, ...args: unknown[]) {
+    depth++;
+    try {
+      return encrypt.apply(this, args);
+    } finally {
+      depth--;
+    }
+  };
+  const decrypt = decipherProto.decrypt;
+  decipherProto.decrypt = function (this: Cryptor, ...args: unknown[]) {
+    if (!this._pkOutside) {
+      // The payload handler runs inside decrypt(): ciphers it uses are not ssh2's one-shots.
+      const onPayload = this._onPayload as (...a: unknown[]) => unknown;
+      this._onPayload = (...a: unknown[]) => {
+        depth--;
+        try {
+          return onPayload(...a);
+        } finally {
+          depth++;
+        }
+      };
+      this._pkOutside = true;
+    }
+    depth++;
+    try {
+      return decrypt.apply(this, args);
+    } finally {
+      depth--;
+    }
+  };
+}
+finishOneShotCiphers();
 
 export function ssh2Version(): string {
   return (ssh2Package as { version: string }).version;
