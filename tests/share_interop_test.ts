@@ -8,8 +8,8 @@ import { type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { collect, runOurs, runReal, spawn, spawnOurs, waitFor } from "./fixtures/tools.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
-import { GREETING_PREFIX } from "../lib/share/socket_port.ts";
-import { concatBytes, message, MSG } from "../lib/ssh/wire.ts";
+import { message, MSG } from "../lib/ssh/wire.ts";
+import { RawDownstream } from "./fixtures/raw_downstream.ts";
 
 function target(s: Sshd): string[] {
   return ["-P", String(s.port), `${s.user}@${s.host}`];
@@ -180,56 +180,6 @@ Deno.test(
     }
   },
 );
-
-/** A raw client on the sharing socket, speaking the protocol by hand. */
-class RawDownstream {
-  private buf: Uint8Array = new Uint8Array(0);
-  private constructor(readonly conn: Deno.UnixConn) {}
-
-  static async open(path: string): Promise<RawDownstream> {
-    const conn = await Deno.connect({ transport: "unix", path });
-    const d = new RawDownstream(conn);
-    await conn.write(new TextEncoder().encode(`${GREETING_PREFIX}hostile-test\r\n`));
-    return d;
-  }
-
-  async sendPacket(payload: Uint8Array): Promise<void> {
-    const framed = new Uint8Array(payload.length + 4);
-    new DataView(framed.buffer).setUint32(0, payload.length);
-    framed.set(payload, 4);
-    await this.conn.write(framed).catch(() => 0);
-  }
-
-  async sendRaw(bytes: Uint8Array): Promise<void> {
-    await this.conn.write(bytes).catch(() => 0);
-  }
-
-  /** Reads until the upstream closes; returns everything received. */
-  async drain(ms = 5000): Promise<Uint8Array> {
-    const chunks: Uint8Array[] = [];
-    const timer = setTimeout(() => this.conn.close(), ms);
-    const b = new Uint8Array(65536);
-    try {
-      for (;;) {
-        const n = await this.conn.read(b);
-        if (n === null) break;
-        chunks.push(b.slice(0, n));
-      }
-    } catch { /* closed by timer */ }
-    clearTimeout(timer);
-    const out = concatBytes(chunks);
-    this.buf = out;
-    return out;
-  }
-
-  get closedByUpstream(): boolean {
-    return true;
-  }
-
-  text(): string {
-    return new TextDecoder("latin1").decode(this.buf);
-  }
-}
 
 Deno.test(
   "hostile downstreams cannot crash the upstream or touch another's channels",

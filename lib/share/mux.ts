@@ -16,7 +16,11 @@
  * can be forwarded through a shared connection, as in PuTTY).
  *
  * A downstream that sends a malformed or out-of-place message is disconnected with a
- * DISCONNECT naming the problem; the upstream and every other downstream carry on.
+ * DISCONNECT naming the problem; the upstream and every other downstream carry on. "Malformed"
+ * is judged as OpenSSH's sshd would (serverloop.c, session.c, channels.c, ttymodes.c): whatever
+ * it treats as fatal for the whole connection must never reach it -- truncated fields, trailing
+ * bytes, a NUL inside a string it reads as a C string, terminal modes cut short, a second pty-req
+ * on one session, extended data after EOF (tests/share_fuzz_test.ts throws 1,000 at it).
  */
 
 import type { PacketPort } from "../ssh/packet_port.ts";
@@ -43,6 +47,9 @@ interface MuxChannel {
   serverMaxPacket: number;
   /** Bytes the downstream has said it will still accept from the server. */
   downstreamWindow: number;
+  /** The downstream has sent EOF / asked for a pty on this channel. */
+  sentEof?: boolean;
+  askedPty?: boolean;
 }
 
 /** A server-initiated channel waiting for the downstream's answer. */
@@ -355,7 +362,7 @@ export class ConnectionMux {
       case MSG.GLOBAL_REQUEST:
         return this.downstreamGlobalRequest(ds, p, r);
       case MSG.CHANNEL_OPEN: {
-        const channelType = r.string();
+        const channelType = cstring(r);
         const idPos = r.pos;
         const downstreamId = r.uint32();
         const window = r.uint32();
@@ -399,7 +406,7 @@ export class ConnectionMux {
       case MSG.CHANNEL_OPEN_FAILURE: {
         const serverId = r.uint32();
         r.uint32();
-        r.string();
+        cstring(r);
         r.string();
         expectEnd(r);
         if (!ds.halfOpen.has(serverId)) {
@@ -434,7 +441,12 @@ export class ConnectionMux {
           }
           chan.downstreamWindow += n;
         } else if (type === MSG.CHANNEL_DATA || type === MSG.CHANNEL_EXTENDED_DATA) {
-          if (type === MSG.CHANNEL_EXTENDED_DATA) r.uint32();
+          if (type === MSG.CHANNEL_EXTENDED_DATA) {
+            if (chan.sentEof) {
+              return this.disconnect(ds, `extended data after EOF on channel ${serverId}`);
+            }
+            r.uint32();
+          }
           const n = r.bytes().length;
           expectEnd(r);
           if (n > chan.serverWindow || n > chan.serverMaxPacket) {
@@ -445,20 +457,24 @@ export class ConnectionMux {
           }
           chan.serverWindow -= n;
         } else if (type === MSG.CHANNEL_REQUEST) {
-          const name = r.string();
+          const name = cstring(r);
           const wantReply = r.bool();
           checkRequestData(name, r);
           if (
             (name === "auth-agent-req@openssh.com" && !this.opts.agentForwarding) ||
-            name === "x11-req"
+            name === "x11-req" ||
+            // sshd drops the whole connection on a second pty for one session
+            (name === "pty-req" && chan.askedPty)
           ) {
             if (wantReply && chan.state === "open") {
               ds.port.send(message(MSG.CHANNEL_FAILURE, (w) => w.uint32(chan.downstreamId)));
             }
             return;
           }
+          if (name === "pty-req") chan.askedPty = true;
         } else {
           expectEnd(r);
+          if (type === MSG.CHANNEL_EOF) chan.sentEof = true;
         }
         if (chan.state === "sent_close") return; // nothing may follow our CLOSE
         this.server.send(p);
@@ -511,7 +527,7 @@ export class ConnectionMux {
       if (wantReply) ds.port.send(message(MSG.REQUEST_FAILURE));
     };
     if (name !== "tcpip-forward" && name !== "cancel-tcpip-forward") return fail();
-    const host = r.string();
+    const host = cstring(r);
     const port = r.uint32();
     expectEnd(r);
     const key = fwdKey(host, port);
@@ -624,23 +640,50 @@ function expectEnd(r: SshReader): void {
   if (r.remaining !== 0) throw new Error(`${r.remaining} unexpected trailing bytes`);
 }
 
-/** The type-specific part of a CHANNEL_OPEN must parse exactly, for the types we know. */
+/**
+ * A string sshd reads with sshpkt_get_cstring(): a NUL inside it is fatal for the connection.
+ */
+function cstring(r: SshReader): string {
+  const b = r.bytes();
+  if (b.includes(0)) throw new Error("NUL byte inside a string");
+  return new TextDecoder().decode(b);
+}
+
+/** The type-specific part of a CHANNEL_OPEN must parse exactly, for the types sshd parses. */
 function checkOpenExtra(type: string, r: SshReader): void {
   if (type === "session") return expectEnd(r);
   if (type === "direct-tcpip") {
-    r.string();
+    cstring(r);
     r.uint32();
-    r.string();
+    cstring(r);
     r.uint32();
     return expectEnd(r);
   }
   if (type === "direct-streamlocal@openssh.com") {
-    r.string();
-    r.string();
+    cstring(r);
+    cstring(r);
     r.uint32();
     return expectEnd(r);
   }
-  // Other types the server will refuse on its own; nothing it parses can hurt.
+  if (type === "tun@openssh.com") {
+    r.uint32();
+    r.uint32();
+    return expectEnd(r);
+  }
+  // Other types the server refuses without parsing further.
+}
+
+/**
+ * Terminal modes as sshd parses them (ttymodes.c): opcode 0 or >= 160 ends the list, every
+ * other opcode takes a uint32; running out of bytes before that is fatal there.
+ */
+function checkTtyModes(modes: Uint8Array): void {
+  const r = new SshReader(modes);
+  while (r.remaining > 0) {
+    const op = r.byte();
+    if (op === 0 || op >= 160) return;
+    r.uint32();
+  }
 }
 
 /** Channel requests the server parses: their data must be well-formed and complete. */
@@ -649,19 +692,19 @@ function checkRequestData(name: string, r: SshReader): void {
     case "exec":
     case "subsystem":
     case "signal":
-      r.string();
+      cstring(r);
       break;
     case "env":
-      r.string();
-      r.string();
+      cstring(r);
+      cstring(r);
       break;
     case "pty-req":
-      r.string();
+      cstring(r);
       r.uint32();
       r.uint32();
       r.uint32();
       r.uint32();
-      r.string();
+      checkTtyModes(r.bytes());
       break;
     case "window-change":
       r.uint32();
@@ -674,8 +717,8 @@ function checkRequestData(name: string, r: SshReader): void {
       break;
     case "x11-req":
       r.bool();
-      r.string();
-      r.string();
+      cstring(r);
+      cstring(r);
       r.uint32();
       break;
     case "shell":
