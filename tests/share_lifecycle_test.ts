@@ -110,26 +110,54 @@ Deno.test("sharing lifecycle", opts, async (t) => {
       assert.equal(await s.authCount(), before + 1);
     });
 
-    await t.step("the server dying ends every downstream with a clear error", async () => {
-      const up = spawnOurs("plink", ["-share", ...auth(s), ...target(s), "-N"], { env });
-      await waitFor(() => upstreamExists(id), 10000, "upstream");
-      const downs = Array.from(
-        { length: 3 },
-        () => spawnOurs("plink", ["-share", "-batch", ...target(s), "sleep 20"], { env }),
-      );
-      await new Promise((r) => setTimeout(r, 1000));
-      const t0 = Date.now();
-      s.killConnections();
-      const results = await Promise.all(downs.map((d) => collect(d, { timeoutMs: 10000 })));
-      assert.ok(Date.now() - t0 < 6000, "downstreams ended promptly");
-      for (const r of results) {
-        assert.equal(r.code, 1);
-        assert.match(r.stderr, /^FATAL ERROR: .+\n$/);
-      }
-      const u = await collect(up, { timeoutMs: 10000 });
-      assert.notEqual(u.code, 0);
-      assert.ok(!alive(up.pid));
-    });
+    await t.step(
+      "the server dying mid-transfer ends every downstream with a clear error",
+      async () => {
+        const up = spawnOurs("plink", ["-share", ...auth(s), ...target(s), "-N"], { env });
+        await waitFor(() => upstreamExists(id), 10000, "upstream");
+        // Two downstreams receiving, two sending, one idle: all busy when the server goes.
+        const ds = (cmd: string, stdin?: string) =>
+          spawnOurs("plink", ["-share", "-batch", ...target(s), cmd], { env, stdin });
+        const moved = [0, 0, 0, 0];
+        const downloads = [0, 1].map((i) => {
+          const child = ds("cat /dev/zero");
+          const stderr = new Response(child.stderr).text();
+          const done = (async () => {
+            for await (const chunk of child.stdout) moved[i] += chunk.length;
+            return { code: (await child.status).code, stderr: await stderr };
+          })();
+          return done;
+        });
+        const uploads = [2, 3].map((i) => {
+          const child = ds("cat >/dev/null", "");
+          const w = child.stdin.getWriter();
+          const block = new Uint8Array(65536);
+          (async () => {
+            for (;;) {
+              await w.write(block);
+              moved[i] += block.length;
+            }
+          })().catch(() => {}); // ends when plink does
+          return collect(child, { timeoutMs: 30000 });
+        });
+        const idle = collect(ds("sleep 20"), { timeoutMs: 30000 });
+        await waitFor(() => moved.every((n) => n >= 1 << 20), 20000, "transfers under way");
+        const t0 = Date.now();
+        s.killConnections();
+        const results = await Promise.all([...downloads, ...uploads, idle]);
+        const took = Date.now() - t0;
+        assert.ok(took < 6000, `downstreams ended promptly (${took} ms)`);
+        for (const r of results) {
+          assert.equal(r.code, 1);
+          // "upstream lost its connection to the server: ..." (or, if the upstream was gone before
+          // its goodbye arrived, "upstream: Connection reset by peer")
+          assert.match(r.stderr, /^FATAL ERROR: upstream[^\n]*\n$/, "one clear line");
+        }
+        const u = await collect(up, { timeoutMs: 10000 });
+        assert.notEqual(u.code, 0);
+        assert.ok(!alive(up.pid));
+      },
+    );
 
     await t.step("a socket directory with the wrong mode or owner is refused", async () => {
       const paths = await sharePaths(id);

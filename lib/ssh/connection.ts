@@ -215,8 +215,9 @@ export class SshConnection {
   }
 
   private protocolError(text: string): void {
-    this.port.close();
+    // Teardown first: closing the port reports a plain "connection closed" straight away.
     this.teardown(new ConnectionClosedError(`protocol error: ${text}`));
+    this.port.close();
   }
 
   private dispatch(p: Uint8Array): void {
@@ -294,8 +295,8 @@ export class SshConnection {
         case MSG.DISCONNECT: {
           r.uint32();
           const desc = r.remaining >= 4 ? r.string() : "";
-          this.port.close();
           this.teardown(new ConnectionClosedError(desc || "peer disconnected"));
+          this.port.close();
           return;
         }
         case MSG.DEBUG: {
