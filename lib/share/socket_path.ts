@@ -17,7 +17,6 @@
  * otherwise, without "user@" when no user name was given.
  */
 
-import { userInfo } from "node:os";
 import { SshWriter } from "../ssh/wire.ts";
 
 export const SOCKET_DIR_PREFIX = "/tmp/putty-connshare";
@@ -31,8 +30,24 @@ export function connectionId(host: string, port: number, user?: string): string 
   return port === 22 ? `${who}${host}` : `${who}${host}:${port}`;
 }
 
-export function parentDir(username = userInfo().username): string {
+export function parentDir(username: string): string {
   return `${SOCKET_DIR_PREFIX}.${username}`;
+}
+
+/**
+ * Our user name as getpwuid() gives it (PuTTY names the socket directory after it). Read from
+ * /etc/passwd: node:os would cost every tool, downstreams included, ~8 ms of start-up, so it is
+ * loaded only for users /etc/passwd does not list (NSS: LDAP and the like) or without /etc/passwd.
+ */
+export async function userName(): Promise<string> {
+  const uid = Deno.uid();
+  try {
+    for (const line of Deno.readTextFileSync("/etc/passwd").split("\n")) {
+      const f = line.split(":");
+      if (f.length >= 3 && f[2] === String(uid) && f[0]) return f[0];
+    }
+  } catch { /* no /etc/passwd */ }
+  return (await import("node:os")).userInfo().username;
 }
 
 /** mkdir 0700 (existing is fine), then insist it is ours and closed to everyone else. */
@@ -117,7 +132,8 @@ export interface SharePaths {
 }
 
 /** Computes (creating directories and salt as needed) the paths for one connection id. */
-export async function sharePaths(id: string, parent = parentDir()): Promise<SharePaths> {
+export async function sharePaths(id: string, parent?: string): Promise<SharePaths> {
+  parent ??= parentDir(await userName());
   makeDirAndCheckOurs(parent);
   const salt = loadSalt(parent);
   const input = new SshWriter(SALT_SIZE + id.length + 16).string(salt).string(id).done();
