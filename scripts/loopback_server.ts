@@ -50,8 +50,14 @@ const SFTP_SERVERS = ["/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp
 export function startLoopbackServer(opts: LoopbackServerOptions = {}): Promise<LoopbackServer> {
   const user = opts.user ?? "demo";
   const password = opts.password ?? "demo";
-  const hostKey = ssh2.utils.generateKeyPairSync("ed25519");
-  const hostPub = ssh2.utils.parseKey(hostKey.public) as ssh2.ParsedKey;
+  // About 1 in 200 Ed25519 keys Deno's node:crypto generates comes out with a 31-byte public key
+  // (a leading zero byte lost) that ssh2 rejects as malformed: draw again.
+  let hostKey: { private: string; public: string };
+  let hostPub: ssh2.ParsedKey | Error;
+  do {
+    hostKey = ssh2.utils.generateKeyPairSync("ed25519");
+    hostPub = ssh2.utils.parseKey(hostKey.public) as ssh2.ParsedKey | Error;
+  } while (hostPub instanceof Error);
   const fingerprint = "SHA256:" +
     createHash("sha256").update(hostPub.getPublicSSH()).digest("base64").replace(/=+$/, "");
   const allowedKey = opts.authorizedKey
