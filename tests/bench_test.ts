@@ -1,0 +1,50 @@
+/**
+ * `deno task bench --quick` end to end: every section runs against a real sshd, OpenSSH and PuTTY
+ * and prints its table (the numbers themselves belong to the benchmark, not to a test).
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { DENO } from "./fixtures/tools.ts";
+
+Deno.test("deno task bench --quick runs every section", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const md = join(dir, "bench.md");
+    const out = await new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        fileURLToPath(new URL("../scripts/bench.ts", import.meta.url)),
+        "--quick",
+        "--runs=2",
+        `--markdown=${md}`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    for (
+      const title of [
+        "Per-command latency",
+        "parallel downstream commands",
+        "from the server",
+        "to the server",
+        "Upstream memory",
+        "Process start-up",
+      ]
+    ) {
+      assert.match(text, new RegExp(title), title);
+    }
+    assert.match(text, /server authentications during the 2 warm downstream runs: 0/);
+    assert.match(text, /server authentications for our 10 downstreams: 0/);
+    const printed = text.match(/^ +median +min +max /gm)?.length ?? 0;
+    const markdown = (await Deno.readTextFile(md)).match(/^\|---/gm)?.length ?? 0;
+    assert.ok(printed >= 6, `${printed} tables printed`);
+    assert.equal(markdown, printed, "each printed table also in Markdown");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
