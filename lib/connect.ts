@@ -191,7 +191,11 @@ async function connectDirect(
       onIdle: () => idleWaiter?.(),
     });
     const [mine, theirs] = portPair();
-    mux.addDownstream(theirs, { label: "local session", maxData: DIRECT_LIMITS.maxPacket });
+    mux.addDownstream(theirs, {
+      label: "local session",
+      maxData: DIRECT_LIMITS.maxPacket,
+      local: true,
+    });
     const conn = new SshConnection(mine, DIRECT_LIMITS);
     listener?.activate(mux, serverVersion);
     const m = mux;

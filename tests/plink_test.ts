@@ -11,8 +11,10 @@ import {
   collect,
   ourShellCommand,
   runOnPty,
+  type RunOptions,
   runOurs,
   runReal,
+  spawn,
   spawnOurs,
 } from "./fixtures/tools.ts";
 
@@ -299,6 +301,24 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
         assert.equal(ours2.stdout, "ours-trusts\n", ours2.stderr);
       },
     );
+
+    await t.step("the server vanishing mid-command: PuTTY's words, exit 1", async () => {
+      const lines: string[] = [];
+      for (
+        const run of [spawnOurs, (_: string, a: string[], o: RunOptions) => spawn("plink", a, o)]
+      ) {
+        const child = run("plink", [...auth, ...target, "echo started; sleep 30"], { env });
+        const reader = child.stdout.getReader();
+        await reader.read(); // "started": the command runs
+        s.killConnections();
+        reader.releaseLock();
+        const r = await collect(child, { timeoutMs: 15000 });
+        assert.equal(r.code, 1);
+        assertOneLineError(r.stderr, /^FATAL ERROR: /);
+        lines.push(r.stderr.trim());
+      }
+      assert.equal(lines[0], lines[1], "ours and PuTTY's plink say the same");
+    });
 
     await t.step("a changed host key is refused loudly, even interactively", async () => {
       const dir = join(s.dir, "putty-changed");

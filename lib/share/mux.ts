@@ -90,6 +90,11 @@ export interface DownstreamInfo {
    * messages to 0x4010 bytes; an in-process downstream has no such limit.
    */
   maxData: number;
+  /**
+   * The upstream's own session, in-process: it holds the real connection, so a lost connection
+   * is reported to it as it is, not as something an upstream lost.
+   */
+  local?: boolean;
 }
 
 /** One downstream's state: its channels (by server id), half-open channels, forwardings. */
@@ -624,7 +629,11 @@ export class ConnectionMux {
       if (ds.alive) {
         ds.port.send(message(MSG.DISCONNECT, (w) => {
           w.uint32(DISCONNECT_PROTOCOL_ERROR)
-            .string(`upstream lost its connection to the server: ${err.message}`).string("en");
+            .string(
+              ds.info.local
+                ? err.message
+                : `upstream lost its connection to the server: ${err.message}`,
+            ).string("en");
         }));
         ds.port.close(err);
       }

@@ -314,7 +314,10 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
     });
     client.on("close", () => {
       if (port) {
-        port.lost(new TransportError("Server closed network connection", "network"));
+        // PuTTY's words for a connection that ends without a DISCONNECT.
+        port.lost(
+          new TransportError("Remote side unexpectedly closed network connection", "network"),
+        );
         return;
       }
       fail(
