@@ -259,6 +259,8 @@ export function fatalAfterSession(terminal: RawTerminal, message: string): never
 
 export interface ConsoleConnection {
   connected: Connected;
+  /** How the library talks to the user (-v log, warnings, prompts). */
+  ui: Interaction;
   /** The local terminal, raw while an interactive session runs. */
   terminal: RawTerminal;
   /** The exit code a terminating signal asked for, once one came. */
@@ -275,13 +277,15 @@ export async function connectOnConsole(
   handleSignals: (connected: Connected) => boolean,
 ): Promise<ConsoleConnection> {
   let connected: Connected;
+  const ui = consoleInteraction(cfg);
   try {
-    connected = await connect({ config: cfg, mayBeUpstream: true, ui: consoleInteraction(cfg) });
+    connected = await connect({ config: cfg, mayBeUpstream: true, ui });
   } catch (e) {
     fatal(errorText(e));
   }
   const c = {
     connected,
+    ui,
     terminal: new RawTerminal(),
     stoppedWith: undefined as number | undefined,
   };

@@ -8,6 +8,7 @@ import { ConfigError } from "../lib/config/types.ts";
 import { type Connected, keyHost } from "../lib/connect.ts";
 import { pumpFromChannel, pumpToChannel } from "../lib/remote_session.ts";
 import { runMainSession } from "../lib/terminal_session.ts";
+import { startForwardings } from "../lib/forward/forwardings.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
 import { VERSION } from "../lib/version.ts";
@@ -111,10 +112,16 @@ export async function main(args: string[]): Promise<number> {
     (c) => c.role === "upstream" || Deno.stdin.isTerminal(),
   );
   const { connected, terminal } = session;
-  // The connection is up: port forwardings (-L/-R/-D) start here.
+  // -L/-R/-D: set up before the session starts, so a remote forwarding is in place by the time
+  // the remote command runs (the server handles our requests in order).
+  const forwardings = startForwardings(connected.conn, cfg, session.ui);
 
-  // -N: no session; serve port forwardings and downstreams until the connection ends.
-  if (cfg.noShell) return await serveWithoutSession(session);
+  if (cfg.noShell) {
+    // -N: no session; serve port forwardings and downstreams until the connection ends.
+    const code = await serveWithoutSession(session);
+    forwardings.close();
+    return code;
+  }
 
   if (cfg.ncHost) {
     // -nc host:port: stdin/stdout become a direct-tcpip tunnel instead of a session.
@@ -129,6 +136,7 @@ export async function main(args: string[]): Promise<number> {
       await connected.abort();
       fatal(errorText(e));
     }
+    forwardings.close();
     await connected.finish();
     return 0;
   }
@@ -142,6 +150,7 @@ export async function main(args: string[]): Promise<number> {
     await connected.abort();
     fatalAfterSession(terminal, errorText(e));
   }
+  forwardings.close();
   await connected.finish();
   if (code === undefined) {
     writeErr("Remote process exit code unavailable\n");

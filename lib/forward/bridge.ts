@@ -1,0 +1,160 @@
+/**
+ * Joins a local stream socket (TCP or Unix) to an SSH channel, both ways, with back-pressure:
+ * we read from the socket only once the previous chunk fits the channel's window, and take the
+ * next chunk from the channel (which is what credits its window) only once the socket has
+ * accepted the previous one. So neither side can make us buffer more than one chunk.
+ *
+ * End of stream is passed on as half-closes (socket EOF -> CHANNEL_EOF, CHANNEL_EOF -> shutdown
+ * of the socket's write side); the channel is closed once both directions have ended (PuTTY's
+ * default want_close), or at once when either side fails.
+ */
+
+import {
+  type Channel,
+  ChannelOpenError,
+  type IncomingChannel,
+  type SshConnection,
+} from "../ssh/connection.ts";
+
+const CHUNK = 32768;
+
+export interface Bridged {
+  /** Settles when both the channel and the socket are closed. */
+  done: Promise<void>;
+  /** Drops the connection at once (both sides). */
+  abort(): void;
+}
+
+/** Writes all of `data` to a socket. */
+export async function writeAll(sock: Deno.Conn, data: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < data.length) at += await sock.write(data.subarray(at));
+}
+
+export function bridge(sock: Deno.Conn, ch: Channel): Bridged {
+  let closed = false;
+  const abort = () => {
+    ch.close();
+    if (closed) return;
+    closed = true;
+    try {
+      sock.close();
+    } catch { /* already closed */ }
+  };
+
+  // socket -> channel
+  const up = (async () => {
+    const buf = new Uint8Array(CHUNK);
+    try {
+      for (;;) {
+        const n = await sock.read(buf);
+        if (n === null) {
+          ch.eof();
+          return true;
+        }
+        // write() has copied the data into a packet by the time it resolves: buf is reusable.
+        await ch.write(buf.subarray(0, n));
+      }
+    } catch {
+      return false;
+    }
+  })();
+
+  // channel -> socket
+  const down = (async () => {
+    const reader = ch.stdout.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        await writeAll(sock, value);
+      }
+      await sock.closeWrite();
+      return true;
+    } catch {
+      reader.cancel().catch(() => {});
+      return false;
+    }
+  })();
+  // Forwarded connections carry no stderr; drain it so it can never hold the window.
+  ch.stderr.pipeTo(new WritableStream()).catch(() => {});
+
+  // A write into a channel the peer has closed fails too; then `done` below drains what the
+  // peer sent before its close rather than dropping it.
+  up.then((ok) => ok || ch.isClosed || abort());
+  down.then((ok) => ok || abort());
+
+  const done = (async () => {
+    // Normal end: both directions finished. Or the peer closed the channel: let what it sent
+    // before closing reach the socket, then drop the socket.
+    await Promise.race([Promise.all([up, down]), ch.closed.then(() => down)]);
+    abort();
+    await ch.closed;
+  })();
+  return { done, abort };
+}
+
+/** What the forwarding code needs from its owner: the connection, logging, bookkeeping. */
+export interface ForwardEnv {
+  conn: SshConnection;
+  /** -v event log line. */
+  log(text: string): void;
+  /** A line the user should see even without -v. */
+  warn(text: string): void;
+  /** Live forwarded connections, so that stopping the forwardings can end them. */
+  live: Set<Bridged>;
+}
+
+/** Bridges a forwarded connection, keeps it in `env.live` while it lasts, logs its end. */
+export async function runForwarded(env: ForwardEnv, sock: Deno.Conn, ch: Channel): Promise<void> {
+  const b = bridge(sock, ch);
+  env.live.add(b);
+  try {
+    await b.done;
+  } finally {
+    env.live.delete(b);
+  }
+  env.log("Forwarded port closed");
+}
+
+/** Accepts a server-initiated channel for `sock`; if that cannot be done, closes `sock`. */
+export function acceptFor(req: IncomingChannel, sock: Deno.Conn): Channel | undefined {
+  try {
+    return req.accept();
+  } catch {
+    sock.close();
+    return undefined;
+  }
+}
+
+/** "127.0.0.1:5000" / "[::1]:5000", as PuTTY describes a socket's peer. */
+export function peerText(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return "local socket";
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+/** An OS error as strerror() would put it: Deno adds " (os error N)". */
+export function osErrorText(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  return text.replace(/ \(os error \d+\)$/, "");
+}
+
+const OPEN_FAILURE_NAMES = [
+  "",
+  "Administratively prohibited",
+  "Connect failed",
+  "Unknown channel type",
+  "Resource shortage",
+];
+
+/** Why a channel open failed, the way PuTTY logs it: "Connect failed [Connection refused]". */
+export function openFailureLogText(e: unknown): string {
+  if (e instanceof ChannelOpenError) {
+    const name = OPEN_FAILURE_NAMES[e.reason] ||
+      `unknown reason code 0x${e.reason.toString(16)}`;
+    return `${name} [${e.description}]`;
+  }
+  return osErrorText(e);
+}
