@@ -5,6 +5,7 @@
  */
 
 import type { PuttyConfig } from "../lib/config/sessions.ts";
+import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { connect, type Connected, type HostKeyQuestion, type Interaction } from "../lib/connect.ts";
 import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
 import { VERSION } from "../lib/version.ts";
@@ -193,18 +194,19 @@ function stdio(): SessionIo {
  */
 export function mainSessionOptions(
   cfg: PuttyConfig,
-  terminal: RawTerminal,
+  session: ConsoleConnection,
   pty: boolean,
 ): MainSessionOptions {
   return {
     command: cfg.remoteCommand,
     subsystem: cfg.subsystem,
     env: cfg.env,
-    agentForward: cfg.agentForward,
+    agentForward: agentForwardingPermitted(cfg),
     ptyTerm: pty ? cfg.termType : undefined,
-    terminal,
+    terminal: session.terminal,
     io: stdio(),
     warn: (t) => writeErr(t + "\n"),
+    log: session.ui.log,
   };
 }
 

@@ -144,7 +144,7 @@ export async function main(args: string[]): Promise<number> {
   const wantPty = cfg.pty ?? (!cfg.remoteCommand && !cfg.subsystem);
   let code: number | undefined;
   try {
-    code = await runMainSession(connected.conn, mainSessionOptions(cfg, terminal, wantPty));
+    code = await runMainSession(connected.conn, mainSessionOptions(cfg, session, wantPty));
   } catch (e) {
     await quitIfPipeClosed(e, connected);
     await connected.abort();

@@ -94,7 +94,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     code = await runMainSession(
       connected.conn,
-      mainSessionOptions(cfg, terminal, cfg.pty !== false),
+      mainSessionOptions(cfg, session, cfg.pty !== false),
     );
   } catch (e) {
     await connected.abort();

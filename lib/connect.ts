@@ -154,11 +154,13 @@ async function connectDirect(
     { ConnectionMux },
     { ShareListener },
     { prepareAuth, verifierFor, hostKeyAlgorithms },
+    { agentForwardingPermitted, agentSocketPath, serveAgentChannels },
   ] = await Promise.all([
     import("./ssh/transport.ts"),
     import("./share/mux.ts"),
     import("./share/upstream.ts"),
     import("./auth.ts"),
+    import("./forward/agent.ts"),
   ]);
   const listener: ShareListener | undefined = up
     ? new ShareListener(up.listener, up.paths, ui.log)
@@ -185,11 +187,23 @@ async function connectDirect(
     });
     serverVersion = transport.serverVersion;
     let idleWaiter: (() => void) | undefined;
+    // Agent forwarding is the upstream's business (see lib/forward/agent.ts): with -A and an
+    // agent, the server's agent channels, ours and our downstreams', go to our agent.
+    const agentPath = agentForwardingPermitted(cfg) ? agentSocketPath() : undefined;
     mux = new ConnectionMux(transport.port, {
       log: ui.log,
-      agentForwarding: cfg.agentForward && auth.agentSocket !== undefined,
+      agentForwarding: agentPath !== undefined,
       onIdle: () => idleWaiter?.(),
     });
+    if (agentPath !== undefined) {
+      const [agentSide, muxSide] = portPair();
+      mux.setAgentHandler(mux.addDownstream(muxSide, {
+        label: "agent forwarding",
+        maxData: DIRECT_LIMITS.maxPacket,
+        service: true,
+      }));
+      serveAgentChannels(new SshConnection(agentSide, DIRECT_LIMITS), agentPath, ui.log);
+    }
     const [mine, theirs] = portPair();
     mux.addDownstream(theirs, {
       label: "local session",

@@ -19,9 +19,15 @@ export interface MainChannelOptions {
   subsystem?: boolean;
   pty?: PtyRequest;
   env?: [string, string][];
+  /**
+   * Ask for agent forwarding. Pass `agentForwardingPermitted(cfg)` (lib/forward/agent.ts): -A
+   * and an agent, as PuTTY asks.
+   */
   agentForward?: boolean;
   /** Non-fatal notices (e.g. the server refused a pty). */
   warn?: (text: string) => void;
+  /** -v event log. */
+  log?: (text: string) => void;
 }
 
 /** The server said no to starting what we asked for. */
@@ -34,7 +40,10 @@ export async function startMainChannel(
   const ch = await conn.openSession();
   const warn = opts.warn ?? (() => {});
   if (opts.agentForward) {
-    if (!(await ch.agentForwarding())) warn("Agent forwarding refused");
+    // Logged only, as PuTTY does: OpenSSH refuses all but the first request on a connection
+    // (e.g. a downstream's after the upstream's), yet every later session gets the agent.
+    const ok = await ch.agentForwarding();
+    opts.log?.(ok ? "Agent forwarding enabled" : "Agent forwarding refused");
   }
   if (opts.pty) {
     const { term, cols, rows, modes } = opts.pty;

@@ -1,12 +1,13 @@
 /**
- * Port forwarding (-L, -R, -D) end to end (issue 5), against a real
+ * Port forwarding (-L, -R, -D) and agent forwarding (-A) end to end (issue 5), against a real
  * OpenSSH sshd on loopback, real TCP peers started here (an echo server, a tiny HTTP server),
- * curl as the SOCKS client, and PuTTY 0.78's own plink as upstream and
+ * curl as the SOCKS client, a real ssh-agent, and PuTTY 0.78's own plink as upstream and
  * downstream of shared connections.
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { startAgent } from "./fixtures/agent.ts";
 import { freePort, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import {
   collect,
@@ -545,6 +546,99 @@ Deno.test("a downstream's -R ends with it; the upstream carries on", opts, async
   } finally {
     await stop(up);
     echo.close();
+    await s.stop();
+  }
+});
+
+/** The key's fingerprint as `ssh-add -l` lists it. */
+async function keyFingerprint(s: Sshd): Promise<string> {
+  const out = await new Deno.Command("ssh-keygen", {
+    args: ["-lf", `${s.userKey}.pub`],
+    stdout: "piped",
+  })
+    .output();
+  return new TextDecoder().decode(out.stdout).split(" ")[1];
+}
+
+Deno.test(
+  "-A: the remote ssh-add -l lists our agent's key, directly and through downstreams",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const agent = await startAgent(s);
+    const env = { ...s.env, SSH_AUTH_SOCK: agent.sock };
+    const fp = await keyFingerprint(s);
+    const hk = ["-batch", "-hostkey", s.hostKeyFingerprint];
+    try {
+      const direct = await runOurs("plink", [...hk, "-A", ...target(s), "ssh-add -l"], { env });
+      assert.equal(direct.code, 0, direct.stderr);
+      assert.match(
+        direct.stdout,
+        new RegExp(`${fp.replace(/[+/]/g, "\\$&")} pk-test \\(ED25519\\)`),
+      );
+
+      const without = await runOurs("plink", [...hk, ...target(s), "ssh-add -l"], { env });
+      assert.equal(without.code, 2, "no agent without -A");
+
+      // Upstream with -A: downstreams (ours and PuTTY's) get its agent.
+      const up = await startUpstream(s, "ours", ["-A"], env);
+      try {
+        const ours = await runOurs(
+          "plink",
+          ["-share", "-batch", "-A", ...target(s), "ssh-add -l"],
+          { env },
+        );
+        assert.equal(ours.code, 0, ours.stderr);
+        assert.match(ours.stdout, /pk-test \(ED25519\)/);
+        const real = await runReal(
+          "plink",
+          ["-share", "-batch", "-A", ...target(s), "ssh-add -l"],
+          { env },
+        );
+        assert.equal(real.code, 0, real.stderr);
+        assert.match(real.stdout, /pk-test \(ED25519\)/);
+      } finally {
+        await stop(up);
+      }
+      await waitFor(async () => !(await upstreamExists(shareId(s))), 10000, "upstream gone");
+
+      // Upstream without -A: it refuses a downstream's request, as PuTTY does.
+      const up2 = await startUpstream(s, "ours", [], env);
+      try {
+        const ds = await runOurs("plink", [
+          "-share",
+          "-batch",
+          "-A",
+          "-v",
+          ...target(s),
+          "ssh-add -l",
+        ], { env });
+        assert.equal(ds.code, 2, ds.stdout);
+        assert.match(ds.stderr, /Agent forwarding refused/);
+      } finally {
+        await stop(up2);
+      }
+    } finally {
+      await agent.stop();
+      await s.stop();
+    }
+  },
+);
+
+Deno.test("-A through PuTTY's own upstream", opts, async () => {
+  const s = await startSshd();
+  const agent = await startAgent(s);
+  const env = { ...s.env, SSH_AUTH_SOCK: agent.sock };
+  const up = await startUpstream(s, "real", ["-A"], env);
+  try {
+    const r = await runOurs("plink", ["-share", "-batch", "-A", ...target(s), "ssh-add -l"], {
+      env,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /pk-test \(ED25519\)/);
+  } finally {
+    await stop(up);
+    await agent.stop();
     await s.stop();
   }
 });

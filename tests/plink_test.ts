@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { startAgent } from "./fixtures/agent.ts";
 import { startSshd } from "./fixtures/sshd.ts";
 import {
   collect,
@@ -191,19 +192,9 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
     await t.step(
       "authentication through ssh-agent (SSH_AUTH_SOCK); -noagent turns it off",
       async () => {
-        const sock = join(s.dir, "agent.sock");
-        const agent = new Deno.Command("ssh-agent", { args: ["-D", "-a", sock], stdout: "null" })
-          .spawn();
+        const agent = await startAgent(s);
+        const sock = agent.sock;
         try {
-          for (let i = 0; i < 100 && !(await Deno.stat(sock).catch(() => null)); i++) {
-            await new Promise((r) => setTimeout(r, 20));
-          }
-          const add = await new Deno.Command("ssh-add", {
-            args: [s.userKey],
-            env: { SSH_AUTH_SOCK: sock },
-            stderr: "null",
-          }).output();
-          assert.equal(add.code, 0);
           const hk = ["-batch", "-hostkey", s.hostKeyFingerprint];
           const withAgent = { ...env, SSH_AUTH_SOCK: sock };
           const r = await runOurs("plink", [...hk, ...target, "echo via-agent"], {
@@ -216,8 +207,7 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
           assert.equal(off.code, 1);
           assert.equal(off.stdout, "");
         } finally {
-          agent.kill("SIGTERM");
-          await agent.status;
+          await agent.stop();
         }
       },
     );

@@ -95,6 +95,11 @@ export interface DownstreamInfo {
    * is reported to it as it is, not as something an upstream lost.
    */
   local?: boolean;
+  /**
+   * An in-process helper of the upstream (e.g. the one serving agent channels), not a client:
+   * it does not count as a live downstream, so it never keeps the upstream waiting.
+   */
+  service?: boolean;
 }
 
 /** One downstream's state: its channels (by server id), half-open channels, forwardings. */
@@ -131,7 +136,7 @@ export class ConnectionMux {
   /** Live downstreams (including the upstream's own in-process session, if attached). */
   get downstreamCount(): number {
     let n = 0;
-    for (const ds of this.downstreams) if (ds.alive) n++;
+    for (const ds of this.downstreams) if (ds.alive && !ds.info.service) n++;
     return n;
   }
 
