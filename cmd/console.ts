@@ -71,7 +71,8 @@ export async function readTtyLine(prompt: string, echo: boolean): Promise<string
     // Echo goes off before the prompt appears, so a quick typist's secret is never echoed.
     if (!echo) tty.setRaw(true);
     try {
-      tty.writeSync(enc.encode(prompt));
+      // Raw mode also stops the terminal turning "\n" into "\r\n".
+      tty.writeSync(enc.encode(echo ? prompt : prompt.replace(/\r?\n/g, "\r\n")));
       return echo ? await readEchoedLine(tty) : await readSecretLine(tty);
     } finally {
       if (!echo) tty.setRaw(false);
