@@ -18,6 +18,7 @@ import {
   spawnOurs,
   waitFor,
 } from "./fixtures/tools.ts";
+import { defaultPuttyConfig, saveSession } from "../lib/config/sessions.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
 
@@ -208,6 +209,54 @@ Deno.test("-L/-D listen on loopback only unless a bind address is given", opts, 
     await s.stop();
   }
 });
+
+Deno.test(
+  "saved LocalPortAcceptAll / RemotePortAcceptAll: every interface, as PuTTY",
+  opts,
+  async () => {
+    // GatewayPorts clientspecified lets the server honour the address we ask for (default: no).
+    const s = await startSshd({ config: ["GatewayPorts clientspecified"] });
+    const dir = s.env.PUTTYDIR;
+    saveSession("open", {
+      ...defaultPuttyConfig(),
+      localPortAcceptAll: true,
+      remotePortAcceptAll: true,
+    }, (name) => name === "PUTTYDIR" ? dir : undefined);
+    const [l, r, rl] = [freePort(), freePort(), freePort()];
+    try {
+      await whilePlinkRuns(s, [
+        "-load",
+        "open",
+        ...auth(s),
+        "-N",
+        "-L",
+        `${l}:127.0.0.1:9`,
+        "-R",
+        `${r}:127.0.0.1:9`,
+        "-R",
+        `localhost:${rl}:127.0.0.1:9`,
+        ...target(s),
+      ], async () => {
+        await waitListening(l);
+        await waitFor(async () => (await listeningOn(rl)).length > 0, 20000, "-R listeners");
+        await waitFor(async () => (await listeningOn(r)).length > 0, 20000, "-R listeners");
+        const any = (p: number) => ipv6Loopback() ? [`*:${p}`] : [`0.0.0.0:${p}`];
+        assert.deepEqual(await listeningOn(l), any(l));
+        // "" asks the server for every interface; an explicit address still wins.
+        assert.deepEqual(
+          await listeningOn(r),
+          ipv6Loopback() ? [`0.0.0.0:${r}`, `[::]:${r}`] : [`0.0.0.0:${r}`],
+        );
+        assert.deepEqual(
+          await listeningOn(rl),
+          ipv6Loopback() ? [`127.0.0.1:${rl}`, `[::1]:${rl}`] : [`127.0.0.1:${rl}`],
+        );
+      });
+    } finally {
+      await s.stop();
+    }
+  },
+);
 
 Deno.test(
   "a refused target: PuTTY's -v line; the session and other forwardings carry on",

@@ -105,6 +105,10 @@ export interface PuttyConfig extends SessionConfig {
   portForwards: PuttyPortForward[];
   /** X11Forward (-X / -x). */
   x11Forward: boolean;
+  /** LocalPortAcceptAll: -L/-D without a bind address listen on every interface, not loopback. */
+  localPortAcceptAll: boolean;
+  /** RemotePortAcceptAll: -R without a bind address asks the server for "" (all), not localhost. */
+  remotePortAcceptAll: boolean;
   /** LogHost (-loghost): the logical host name, used for the host key cache when not empty. */
   logHost: string;
   /** SshNoTrivialAuth (-no-trivial-auth). */
@@ -136,6 +140,8 @@ export function defaultPuttyConfig(): PuttyConfig {
     ...defaultConfig(),
     protocol: "ssh",
     x11Forward: false,
+    localPortAcceptAll: false,
+    remotePortAcceptAll: false,
     logHost: "",
     noTrivialAuth: false,
     userNameFromEnvironment: false,
@@ -513,6 +519,8 @@ export function settingsToConfig(
   c.shareDownstream = bool("ConnectionSharingDownstream", true);
   c.agentForward = bool("AgentFwd", false);
   c.x11Forward = bool("X11Forward", false);
+  c.localPortAcceptAll = bool("LocalPortAcceptAll", false);
+  c.remotePortAcceptAll = bool("RemotePortAcceptAll", false);
   c.compression = bool("Compression", false);
   const af = int("AddressFamily", 0);
   c.addressFamily = af === 1 ? "ipv4" : af === 2 ? "ipv6" : "any";
@@ -618,6 +626,8 @@ export function configToSettings(config: SessionConfig | PuttyConfig): Settings 
   s.set("PreferKnownHostKeys", b(c.preferKnownHostKeys));
   s.set("TerminalType", c.termType);
   s.set("X11Forward", b(c.x11Forward));
+  s.set("LocalPortAcceptAll", b(c.localPortAcceptAll));
+  s.set("RemotePortAcceptAll", b(c.remotePortAcceptAll));
   s.set("ConnectionSharing", b(c.share));
   s.set("ConnectionSharingUpstream", b(c.shareUpstream));
   s.set("ConnectionSharingDownstream", b(c.shareDownstream));

@@ -12,7 +12,7 @@
  * refused]". Failures to set up a forwarding, which PuTTY only logs, are also shown without -v.
  */
 
-import type { PuttyPortForward } from "../config/sessions.ts";
+import type { PuttyConfig, PuttyPortForward } from "../config/sessions.ts";
 import type { IncomingChannel, SshConnection } from "../ssh/connection.ts";
 import { OPEN_FAILURE } from "../ssh/wire.ts";
 import { type ForwardEnv, osErrorText } from "./bridge.ts";
@@ -46,7 +46,7 @@ function sourceText(pf: PuttyPortForward): string {
 
 export function startForwardings(
   conn: SshConnection,
-  cfg: { portForwards: readonly PuttyPortForward[] },
+  cfg: Pick<PuttyConfig, "portForwards" | "localPortAcceptAll" | "remotePortAcceptAll">,
   ui: ForwardingsUi,
 ): Forwardings {
   const env: ForwardEnv = { conn, log: ui.log, warn: ui.warn, live: new Set() };
@@ -73,7 +73,8 @@ export function startForwardings(
     const src = sourceText(pf);
     if (pf.kind === "R") {
       const fwd: RemoteForward = {
-        bindHost: pf.bindAddress ?? "localhost",
+        // PuTTY: "" (every interface) with RemotePortAcceptAll, else "localhost".
+        bindHost: pf.bindAddress ?? (cfg.remotePortAcceptAll ? "" : "localhost"),
         bindPort: pf.bindPort,
         host: pf.host ?? "",
         port: pf.port ?? 0,
@@ -94,6 +95,7 @@ export function startForwardings(
         bindAddress: pf.bindAddress,
         port: pf.bindPort,
         family: pf.addressFamily,
+        acceptAll: cfg.localPortAcceptAll,
       });
     } catch (e) {
       ui.warn(`${what} failed: ${osErrorText(e)}`);

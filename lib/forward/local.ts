@@ -3,9 +3,10 @@
  * destination) and -D (each connection speaks SOCKS first to name its destination).
  *
  * Binding follows PuTTY's sk_newlistener: without a bind address a forwarding listens on the
- * loopback interface only, on both 127.0.0.1 and ::1 (PuTTY's "Local ports accept connections
- * from other hosts" is off by default); a host without IPv6 loopback just gets the IPv4 listener.
- * An explicit bind address (-L 0.0.0.0:8080:...) is bound exactly as given.
+ * loopback interface only, on both 127.0.0.1 and ::1; a host without IPv6 loopback just gets the
+ * IPv4 listener. PuTTY's "Local ports accept connections from other hosts" (LocalPortAcceptAll in
+ * a saved session) makes it every interface. An explicit bind address (-L 0.0.0.0:8080:...) is
+ * bound exactly as given.
  */
 
 import { ChannelOpenError } from "../ssh/connection.ts";
@@ -17,21 +18,33 @@ export interface LocalListenSpec {
   port: number;
   /** PuTTY's per-forwarding address family ("4L8080" / "6L8080" in a saved session). */
   family?: "ipv4" | "ipv6";
+  /** LocalPortAcceptAll: without a bind address, listen on every interface. */
+  acceptAll?: boolean;
 }
 
 /** Opens the listening sockets for one forwarding; throws the bind error (e.g. AddrInUse). */
 export function listenLocal(spec: LocalListenSpec): Deno.TcpListener[] {
-  if (spec.bindAddress) {
-    return [Deno.listen({ hostname: spec.bindAddress, port: spec.port, transport: "tcp" })];
+  const listen = (hostname: string) => Deno.listen({ hostname, port: spec.port, transport: "tcp" });
+  if (spec.bindAddress) return [listen(spec.bindAddress)];
+  if (spec.acceptAll) {
+    // "::" also takes IPv4 connections (Linux's default dual-stack sockets); a host without
+    // IPv6 gets "0.0.0.0".
+    if (spec.family === "ipv4") return [listen("0.0.0.0")];
+    try {
+      return [listen("::")];
+    } catch (e) {
+      if (spec.family === "ipv6" || e instanceof Deno.errors.AddrInUse) throw e;
+      return [listen("0.0.0.0")];
+    }
   }
   const out: Deno.TcpListener[] = [];
   try {
     if (spec.family !== "ipv6") {
-      out.push(Deno.listen({ hostname: "127.0.0.1", port: spec.port, transport: "tcp" }));
+      out.push(listen("127.0.0.1"));
     }
     if (spec.family !== "ipv4") {
       try {
-        out.push(Deno.listen({ hostname: "::1", port: spec.port, transport: "tcp" }));
+        out.push(listen("::1"));
       } catch (e) {
         // No IPv6 loopback on this host is fine; someone else holding the port is not.
         if (spec.family === "ipv6" || e instanceof Deno.errors.AddrInUse) throw e;
