@@ -10,7 +10,14 @@
  */
 
 import { ChannelOpenError } from "../ssh/connection.ts";
-import { type ForwardEnv, openFailureLogText, peerText, runForwarded, writeAll } from "./bridge.ts";
+import {
+  type ForwardEnv,
+  openFailureLogText,
+  osErrorText,
+  peerText,
+  runForwarded,
+  writeAll,
+} from "./bridge.ts";
 import { socksFailure, SocksParser, socksSuccess } from "./socks.ts";
 
 export interface LocalListenSpec {
@@ -74,7 +81,7 @@ export async function acceptLoop(
     } catch (e) {
       if (isClosed()) return;
       // E.g. out of file descriptors: say so, give it a moment, keep serving.
-      env.warn(`Error accepting forwarded connection: ${openFailureLogText(e)}`);
+      env.warn(`Error accepting forwarded connection: ${osErrorText(e)}`);
       await new Promise((r) => setTimeout(r, 100));
       continue;
     }
