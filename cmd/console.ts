@@ -6,6 +6,7 @@
 
 import type { PuttyConfig } from "../lib/config/sessions.ts";
 import { agentForwardingPermitted } from "../lib/forward/agent.ts";
+import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";
 import { connect, type Connected, type HostKeyQuestion, type Interaction } from "../lib/connect.ts";
 import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
 import { VERSION } from "../lib/version.ts";
@@ -268,6 +269,8 @@ export interface ConsoleConnection {
   terminal: RawTerminal;
   /** The exit code a terminating signal asked for, once one came. */
   readonly stoppedWith: number | undefined;
+  /** -L/-R/-D, started as soon as the connection is up (see finishSession). */
+  forwardings: Forwardings;
 }
 
 /**
@@ -291,6 +294,9 @@ export async function connectOnConsole(
     ui,
     terminal: new RawTerminal(),
     stoppedWith: undefined as number | undefined,
+    // Before any session starts, so a remote forwarding is in place by the time the remote
+    // command runs (the server handles our requests in order).
+    forwardings: startForwardings(connected.conn, cfg, ui),
   };
   if (handleSignals(connected)) {
     exitOnSignals((code) => {
@@ -307,7 +313,20 @@ export async function connectOnConsole(
  */
 export async function serveWithoutSession(c: ConsoleConnection): Promise<number> {
   const err = await c.connected.conn.closed;
+  c.forwardings.close();
   if (c.stoppedWith !== undefined) return c.stoppedWith;
   if (err) fatal(errorText(err));
   return 0;
+}
+
+/**
+ * The session is over: stops the port forwardings and ends our use of the connection (an
+ * upstream stays until its downstreams have gone, telling `onWaiting` how many it waits for).
+ */
+export async function finishSession(
+  c: ConsoleConnection,
+  onWaiting?: (n: number) => void,
+): Promise<void> {
+  c.forwardings.close();
+  await c.connected.finish(onWaiting);
 }

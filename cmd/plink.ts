@@ -8,7 +8,6 @@ import { ConfigError } from "../lib/config/types.ts";
 import { type Connected, keyHost } from "../lib/connect.ts";
 import { pumpFromChannel, pumpToChannel } from "../lib/remote_session.ts";
 import { runMainSession } from "../lib/terminal_session.ts";
-import { startForwardings } from "../lib/forward/forwardings.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
 import { VERSION } from "../lib/version.ts";
@@ -18,6 +17,7 @@ import {
   errorText,
   fatal,
   fatalAfterSession,
+  finishSession,
   mainSessionOptions,
   serveWithoutSession,
   usageError,
@@ -112,16 +112,8 @@ export async function main(args: string[]): Promise<number> {
     (c) => c.role === "upstream" || Deno.stdin.isTerminal(),
   );
   const { connected, terminal } = session;
-  // -L/-R/-D: set up before the session starts, so a remote forwarding is in place by the time
-  // the remote command runs (the server handles our requests in order).
-  const forwardings = startForwardings(connected.conn, cfg, session.ui);
-
-  if (cfg.noShell) {
-    // -N: no session; serve port forwardings and downstreams until the connection ends.
-    const code = await serveWithoutSession(session);
-    forwardings.close();
-    return code;
-  }
+  // -N: no session; serve port forwardings and downstreams until the connection ends.
+  if (cfg.noShell) return await serveWithoutSession(session);
 
   if (cfg.ncHost) {
     // -nc host:port: stdin/stdout become a direct-tcpip tunnel instead of a session.
@@ -136,8 +128,7 @@ export async function main(args: string[]): Promise<number> {
       await connected.abort();
       fatal(errorText(e));
     }
-    forwardings.close();
-    await connected.finish();
+    await finishSession(session);
     return 0;
   }
 
@@ -150,8 +141,7 @@ export async function main(args: string[]): Promise<number> {
     await connected.abort();
     fatalAfterSession(terminal, errorText(e));
   }
-  forwardings.close();
-  await connected.finish();
+  await finishSession(session);
   if (code === undefined) {
     writeErr("Remote process exit code unavailable\n");
     return 1;

@@ -15,6 +15,7 @@ import {
   connectOnConsole,
   errorText,
   fatalAfterSession,
+  finishSession,
   mainSessionOptions,
   serveWithoutSession,
   usageError,
@@ -85,7 +86,6 @@ export async function main(args: string[]): Promise<number> {
 
   const session = await connectOnConsole(cfg, () => true);
   const { connected, terminal } = session;
-  // The connection is up: port forwardings (-L/-R/-D) start here.
 
   // -N (SshNoShell): no session; serve forwardings and downstreams until the connection ends.
   if (cfg.noShell) return await serveWithoutSession(session);
@@ -100,7 +100,7 @@ export async function main(args: string[]): Promise<number> {
     await connected.abort();
     fatalAfterSession(terminal, errorText(e));
   }
-  await connected.finish((n) => writeErr(waitingLine(n)));
+  await finishSession(session, (n) => writeErr(waitingLine(n)));
   if (code === undefined) {
     writeErr("Remote process exit code unavailable\n");
     return 1;

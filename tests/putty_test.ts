@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { descendants, type Sshd, startSshd } from "./fixtures/sshd.ts";
+import { descendants, freePort, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { collect, ourShellCommand, runOurs, spawnOurs, waitFor } from "./fixtures/tools.ts";
 import { isCooked, Tmux } from "./fixtures/tmux.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
@@ -126,8 +126,11 @@ Deno.test("putty: usage, version and bad input", opts, async (t) => {
 Deno.test("putty in a terminal against OpenSSH", opts, async (t) => {
   const s = await startSshd();
   const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+  // -L to the server's own port: the forwarding's far end answers with the SSH banner.
+  const fwdPort = freePort();
+  const args = puttyArgs(s, ["-L", `${fwdPort}:127.0.0.1:${s.port}`]);
   // A local terminal with a terminal type and an erase character of its own, to see them sent.
-  const tm = await puttyInPane(s, dir, puttyArgs(s), "export TERM=vt220; stty erase '^H'");
+  const tm = await puttyInPane(s, dir, args, "export TERM=vt220; stty erase '^H'");
   try {
     await t.step(
       "the remote shell starts; the local terminal is in raw mode meanwhile",
@@ -157,6 +160,14 @@ Deno.test("putty in a terminal against OpenSSH", opts, async (t) => {
       await tm.waitForScreen(/^héllo$/m);
       await tm.type("echo ünï | od -An -tx1\r");
       await tm.waitForScreen(/^\s*c3 bc 6e c3 af 0a$/m);
+    });
+
+    await t.step("a -L port forwarding works while the session runs", async () => {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: fwdPort });
+      const buf = new Uint8Array(64);
+      const n = await conn.read(buf);
+      conn.close();
+      assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^SSH-2\.0-OpenSSH/);
     });
 
     await t.step("resizing the terminal resizes the remote pty", async () => {
