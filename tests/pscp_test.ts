@@ -14,12 +14,11 @@ import {
   runOnPty,
   runOurs,
   runReal,
-  spawn,
   spawnOurs,
   waitFor,
 } from "./fixtures/tools.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
-import { connectionId } from "../lib/share/socket_path.ts";
+import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const T = 180000;
@@ -617,16 +616,8 @@ Deno.test(
       await t.step(`${which} plink -share -N upstream`, async () => {
         const s = await startSshd();
         const local = await Deno.makeTempDir({ prefix: "pk-pscp-share-" });
-        const upArgs = ["-share", ...authArgs(s), `${s.user}@${s.host}`, "-N"];
-        const up = which === "ours"
-          ? spawnOurs("plink", upArgs, { env: s.env })
-          : spawn("plink", upArgs, { env: s.env });
+        const up = await startUpstream(s, which);
         try {
-          await waitFor(
-            () => upstreamExists(connectionId(s.host, s.port, s.user)),
-            20000,
-            "upstream",
-          );
           const file = join(local, "shared.bin");
           await makeBigFile(file, 5);
           const remote = await s.userDir("shared");
@@ -662,12 +653,9 @@ Deno.test(
           }
           assert.equal(await s.authCount(), 1);
           // pscp never becomes an upstream: the upstream still serves others afterwards.
-          assert.ok(await upstreamExists(connectionId(s.host, s.port, s.user)));
+          assert.ok(await upstreamExists(upstreamId(s)));
         } finally {
-          try {
-            up.kill("SIGTERM");
-          } catch { /* gone */ }
-          await collect(up);
+          await stopUpstream(up);
           await s.stop();
           await Deno.remove(local, { recursive: true });
         }
@@ -688,7 +676,7 @@ Deno.test(
       assert.equal(r.code, 0, r.stderr);
       assert.doesNotMatch(r.stderr, /Sharing this connection/);
       assert.equal(await Deno.readTextFile(join(remote, "f")), "direct\n");
-      assert.equal(await upstreamExists(connectionId(s.host, s.port, s.user)), false);
+      assert.equal(await upstreamExists(upstreamId(s)), false);
     });
   },
 );

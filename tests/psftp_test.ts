@@ -18,8 +18,8 @@ import { localGlob, localWildcardKind } from "../lib/psftp/local_glob.ts";
 import { applyChmod, parseChmodMode } from "../lib/psftp/chmod_mode.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
-import { connectionId } from "../lib/share/socket_path.ts";
 import { passwdIds, type Sshd, startSshd } from "./fixtures/sshd.ts";
+import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
 import {
   collect,
   ourShellCommand,
@@ -27,7 +27,6 @@ import {
   runOurs,
   runReal,
   type RunResult,
-  spawn,
   spawnOurs,
   waitFor,
 } from "./fixtures/tools.ts";
@@ -792,28 +791,6 @@ Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts
   }
 });
 
-/** Starts `plink -share -N` (ours or PuTTY's) and waits until it serves downstreams. */
-async function startUpstream(s: Sshd, which: "ours" | "real"): Promise<Deno.ChildProcess> {
-  const args = [
-    "-share",
-    "-batch",
-    "-hostkey",
-    s.hostKeyFingerprint,
-    "-i",
-    s.userKeyPpk,
-    "-N",
-    "-P",
-    String(s.port),
-    `${s.user}@${s.host}`,
-  ];
-  const child = which === "ours"
-    ? spawnOurs("plink", args, { env: s.env })
-    : spawn("plink", args, { env: s.env });
-  const id = connectionId(s.host, s.port, s.user);
-  await waitFor(() => upstreamExists(id), 20000, `${which} upstream`);
-  return child;
-}
-
 for (const which of ["ours", "real"] as const) {
   Deno.test(`psftp -share through ${which} plink -share -N: one authentication`, opts, async () => {
     const s = await startSshd();
@@ -837,10 +814,7 @@ for (const which of ["ours", "real"] as const) {
       assert.deepEqual(await snapshot(join(remote, "tree")), await snapshot(join(local, "tree")));
       assert.equal(await s.authCount(), 1);
     } finally {
-      try {
-        up.kill("SIGTERM");
-      } catch { /* gone */ }
-      await collect(up);
+      await stopUpstream(up);
       await s.stop();
     }
   });
@@ -849,7 +823,7 @@ for (const which of ["ours", "real"] as const) {
 Deno.test("psftp -share never becomes an upstream itself", opts, async () => {
   const s = await startSshd();
   try {
-    const id = connectionId(s.host, s.port, s.user);
+    const id = upstreamId(s);
     const marker = join(s.dir, "connected");
     const file = join(s.dir, "never.psftp");
     // While psftp is connected, "!" lets the test look for a sharing socket.

@@ -5,39 +5,14 @@
 
 import assert from "node:assert/strict";
 import { type Sshd, startSshd } from "./fixtures/sshd.ts";
-import { collect, runOurs, runReal, spawn, spawnOurs, waitFor } from "./fixtures/tools.ts";
-import { upstreamExists } from "../lib/share/rendezvous.ts";
-import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
+import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
+import { collect, runOurs, runReal, spawnOurs } from "./fixtures/tools.ts";
+import { sharePaths } from "../lib/share/socket_path.ts";
 import { message, MSG } from "../lib/ssh/wire.ts";
 import { RawDownstream } from "./fixtures/raw_downstream.ts";
 
 function target(s: Sshd): string[] {
   return ["-P", String(s.port), `${s.user}@${s.host}`];
-}
-
-function upstreamArgs(s: Sshd): string[] {
-  return ["-share", "-batch", "-hostkey", s.hostKeyFingerprint, "-i", s.userKeyPpk, ...target(s)];
-}
-
-function id(s: Sshd): string {
-  return connectionId(s.host, s.port, s.user);
-}
-
-/** Starts `plink -share -N` (ours or PuTTY's) and waits until it serves downstreams. */
-async function startUpstream(s: Sshd, which: "ours" | "real"): Promise<Deno.ChildProcess> {
-  const args = [...upstreamArgs(s), "-N"];
-  const child = which === "ours"
-    ? spawnOurs("plink", args, { env: s.env })
-    : spawn("plink", args, { env: s.env });
-  await waitFor(() => upstreamExists(id(s)), 20000, `${which} upstream`);
-  return child;
-}
-
-async function stop(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* gone */ }
-  await collect(child);
 }
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -63,7 +38,7 @@ Deno.test("our upstream serves a real plink downstream; one authentication", opt
     assert.deepEqual(r2.code, 0);
     assert.deepEqual(await s.authCount(), 1);
   } finally {
-    await stop(up);
+    await stopUpstream(up);
     await s.stop();
   }
 });
@@ -89,7 +64,7 @@ Deno.test("real plink upstream serves our downstream; one authentication", opts,
     );
     assert.deepEqual(await s.authCount(), 1);
   } finally {
-    await stop(up);
+    await stopUpstream(up);
     await s.stop();
   }
 });
@@ -113,7 +88,7 @@ Deno.test("-shareexists before, during and after an upstream's life", opts, asyn
       assert.deepEqual(r.code, 0, `${which} during`);
       assert.deepEqual(r.stdout + r.stderr, "");
     }
-    await stop(up);
+    await stopUpstream(up);
     for (const which of ["ours", "real"] as const) {
       assert.deepEqual((await exists(which)).code, 1, `${which} after`);
     }
@@ -175,7 +150,7 @@ Deno.test(
       assert.deepEqual(after.stdout, "still-here\n");
       assert.deepEqual(await s.authCount(), 1);
     } finally {
-      await stop(up);
+      await stopUpstream(up);
       await s.stop();
     }
   },
@@ -188,7 +163,7 @@ Deno.test(
     const s = await startSshd();
     const up = await startUpstream(s, "ours");
     try {
-      const { socket } = await sharePaths(id(s));
+      const { socket } = await sharePaths(upstreamId(s));
       // A legitimate downstream with a long-running command.
       const legit = spawnOurs(
         "plink",
@@ -244,7 +219,7 @@ Deno.test(
       assert.deepEqual(after.stdout, "survived\n");
       assert.deepEqual(await s.authCount(), 1);
     } finally {
-      await stop(up);
+      await stopUpstream(up);
       await s.stop();
     }
   },

@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { collect, runOurs, spawnOurs, waitFor } from "./fixtures/tools.ts";
+import { startUpstream, upstreamId } from "./fixtures/upstream.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
-import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
+import { sharePaths } from "../lib/share/socket_path.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -31,7 +32,7 @@ function alive(pid: number): boolean {
 
 Deno.test("sharing lifecycle", opts, async (t) => {
   const s = await startSshd();
-  const id = connectionId(s.host, s.port, s.user);
+  const id = upstreamId(s);
   const env = s.env;
   try {
     await t.step("an upstream outlives its own command while a downstream is busy", async () => {
@@ -63,8 +64,7 @@ Deno.test("sharing lifecycle", opts, async (t) => {
     });
 
     await t.step("a killed upstream gives its downstreams a clear error, not a hang", async () => {
-      const up = spawnOurs("plink", ["-share", ...auth(s), ...target(s), "-N"], { env });
-      await waitFor(() => upstreamExists(id), 10000, "upstream");
+      const up = await startUpstream(s, "ours", { timeoutMs: 10000 });
       const down = spawnOurs("plink", ["-share", "-batch", ...target(s), "sleep 20"], { env });
       await new Promise((r) => setTimeout(r, 800));
       const t0 = Date.now();
