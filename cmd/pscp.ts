@@ -8,6 +8,7 @@ import type { PuttyConfig } from "../lib/config/sessions.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import { connect, type Connected } from "../lib/connect.ts";
 import { FatalError, type Reporter } from "../lib/transfer/endpoint.ts";
+import { printable } from "../lib/transfer/display.ts";
 import { ProgressLine } from "../lib/transfer/progress.ts";
 import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/transfer/pscp.ts";
 import { VERSION } from "../lib/version.ts";
@@ -66,12 +67,6 @@ function cmdlineError(message: string): never {
   Deno.exit(1);
 }
 
-/** Control characters from the server are not passed to our terminal (PuTTY's stripctrl). */
-function sanitise(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x9b]|\x1b\[?/g, "");
-}
-
 export async function main(args: string[]): Promise<number> {
   let parsed: ParsedCommandLine;
   try {
@@ -105,16 +100,16 @@ export async function main(args: string[]): Promise<number> {
   const reporter: Reporter = {
     error: (text) => {
       errors++;
-      say(sanitise(text));
+      say(printable(text));
     },
-    warn: (text) => say(sanitise(text)),
+    warn: (text) => say(printable(text)),
     verbose: (text) => {
-      if (verbose) say(sanitise(text));
+      if (verbose) say(printable(text));
     },
   };
   const bump: (message: string) => never = (message) => {
     stats?.abandon();
-    writeErr(sanitise(message) + "\n");
+    writeErr(printable(message) + "\n");
     Deno.exit(1);
   };
 
@@ -142,12 +137,12 @@ export async function main(args: string[]): Promise<number> {
     log: (text) => {
       if (verbose) say(text);
     },
-    out: (text) => writeOut(sanitise(text).replace(/\r(?!\n)/g, "")),
+    out: (text) => writeOut(printable(text)),
     remoteStderr: (() => {
       const dec = new TextDecoder();
       return (data: Uint8Array) => {
         stats?.abandon();
-        writeErr(sanitise(dec.decode(data, { stream: true })));
+        writeErr(printable(dec.decode(data, { stream: true })));
       };
     })(),
   });

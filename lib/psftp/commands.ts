@@ -9,7 +9,7 @@ import { atoi } from "../config/sessions.ts";
 import { SftpError } from "../sftp/client.ts";
 import { applyChmod, type ChmodChange, parseChmodMode } from "./chmod_mode.ts";
 import { splitCommandLine } from "./command_line.ts";
-import { osErrorText, printable } from "./display.ts";
+import { osErrorText, printable } from "../transfer/display.ts";
 import { generalGet, generalPut } from "./file_transfer.ts";
 import type { CommandResult, PsftpSession } from "./session.ts";
 import { lastComponent } from "../transfer/paths.ts";

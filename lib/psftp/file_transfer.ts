@@ -15,7 +15,7 @@
 import { basename, dirname } from "node:path";
 import { type Attrs, isRegularFile, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
 import { download, upload } from "../sftp/transfer.ts";
-import { osErrorText, printable } from "./display.ts";
+import { osErrorText, printable } from "../transfer/display.ts";
 import { localGlob, localWildcardKind } from "./local_glob.ts";
 import { type CommandResult, type PsftpSession } from "./session.ts";
 import { dirFileCat, lastComponent, vetFilename } from "../transfer/paths.ts";

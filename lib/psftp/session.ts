@@ -9,7 +9,7 @@
  */
 
 import { type SftpClient, SftpError } from "../sftp/client.ts";
-import { printable } from "./display.ts";
+import { errorMessage, printable } from "../transfer/display.ts";
 import { vetFilename } from "../transfer/paths.ts";
 import { wildcardUnescape } from "../transfer/wildcard.ts";
 import { remoteNameMatches, splitWildcardPath } from "./wildcard.ts";
@@ -138,8 +138,7 @@ export class PsftpSession {
    */
   fatal(e: unknown): FatalError {
     if (e instanceof FatalError) return e;
-    const message = e instanceof Error ? e.message : String(e);
-    return new FatalError(message);
+    return new FatalError(errorMessage(e));
   }
 
   /**

@@ -23,6 +23,7 @@ import {
   type Reporter,
   type UploadTarget,
 } from "./endpoint.ts";
+import { errorMessage } from "./display.ts";
 import { listDir, LocalReadError, localType, readExactly, TempFile } from "./local_file.ts";
 import { dirFileCat, isDots, lastComponent, remoteColon, sourceName } from "./paths.ts";
 import { FileProgress, type ProgressSample } from "./progress.ts";
@@ -38,10 +39,6 @@ export interface CopyOptions {
   targetShouldBeDir: boolean;
   /** Draws a statistics line; undefined for none (-q, or not a terminal). */
   progress?: (s: ProgressSample) => void;
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 export class Copier {
@@ -74,7 +71,7 @@ export class Copier {
    */
   private fatalFor(path: string, e: unknown): never {
     if (e instanceof FatalError) throw new FatalError(`${path}: ${e.message}`);
-    throw new FatalError(`${path}: Lost connection (${errText(e)})`);
+    throw new FatalError(`${path}: Lost connection (${errorMessage(e)})`);
   }
 
   // --------------------------------------------------------------------------------------------
@@ -170,7 +167,7 @@ export class Copier {
     try {
       names = await listDir(src);
     } catch (e) {
-      this.reporter.warn(`Error opening directory ${src}: ${errText(e)}`);
+      this.reporter.warn(`Error opening directory ${src}: ${errorMessage(e)}`);
     }
     for (const n of names) await this.source(`${src}/${n}`, target);
     await target.leaveDir();
@@ -258,7 +255,7 @@ export class Copier {
         await Deno.chmod(dest, meta.mode & 0o7777);
         if (meta.times) await Deno.utime(dest, meta.times.atime, meta.times.mtime);
       } catch (e) {
-        this.reporter.error(`pscp: ${dest}: unable to set attributes: ${errText(e)}`);
+        this.reporter.error(`pscp: ${dest}: unable to set attributes: ${errorMessage(e)}`);
       }
     }
   }

@@ -5,6 +5,7 @@
  */
 
 import { basename, dirname, join } from "node:path";
+import { errorMessage } from "./display.ts";
 import { tempNameFor } from "./paths.ts";
 
 export type LocalType = "file" | "dir" | "other";
@@ -45,7 +46,7 @@ export async function* readExactly(file: Deno.FsFile, size: number): AsyncGenera
       try {
         n = await file.read(buf);
       } catch (e) {
-        throw new LocalReadError(e instanceof Error ? e.message : String(e));
+        throw new LocalReadError(errorMessage(e));
       }
       if (n === null || n === 0) throw new LocalReadError("file shrank while being read");
       left -= n;

@@ -21,12 +21,9 @@ import {
   type Reporter,
   type UploadTarget,
 } from "./endpoint.ts";
+import { errorMessage } from "./display.ts";
 import { lastComponent, tempNameFor, vetFilename } from "./paths.ts";
 import { wildcardMatch, wildcardUnescape } from "./wildcard.ts";
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 /** Remote `dir/name` as PuTTY builds it. */
 function remoteJoin(dir: string, name: string): string {
@@ -306,7 +303,7 @@ export class SftpDownloadSource implements DownloadSource {
     try {
       return wildcardMatch(pattern, name);
     } catch (e) {
-      throw new FatalError(`pscp: wildcard '${pattern}': ${errText(e)}`);
+      throw new FatalError(`pscp: wildcard '${pattern}': ${errorMessage(e)}`);
     }
   }
 

@@ -1,11 +1,13 @@
 /**
- * Text for psftp's messages: names made safe to print (PuTTY's stripctrl, so a server-supplied
- * file name can't send escape sequences to the terminal) and local errors as strerror() words.
+ * Text for pscp's and psftp's messages: server-supplied text made safe to print (PuTTY's
+ * stripctrl, so a file name or the server's stderr can't send escape sequences to the terminal),
+ * local errors as strerror() words, and any error's message.
  */
 
 /**
  * Drops control characters (C0 except newline, DEL, C1) and lone surrogates, as PuTTY's
- * stripctrl does in a UTF-8 locale.
+ * stripctrl does in a UTF-8 locale (without permit_cr, as pscp and psftp use it: carriage
+ * returns and tabs go too).
  */
 export function printable(text: string): string {
   return text.replace(/\p{Cc}|\p{Cs}/gu, (c) => (c === "\n" ? c : ""));
@@ -41,4 +43,9 @@ export function osErrorText(e: unknown): string {
     return e.message;
   }
   return String(e);
+}
+
+/** The message of anything thrown. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
