@@ -399,9 +399,11 @@ function localDir(s: Sshd, name: string): string {
   return dir;
 }
 
-/** Files in `dir` with our temporary names. */
+/** Files in `dir` with our temporary names (".<name>.<random>.psftp"). */
 function temporaries(dir: string): string[] {
-  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => /\.psftp-.*\.part$/.test(n));
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+    /^\..+\.[0-9a-f]{8}\.psftp$/.test(n)
+  );
 }
 
 Deno.test("psftp batch mode against OpenSSH", opts, async (t) => {

@@ -16,7 +16,7 @@ import {
 } from "../lib/transfer/paths.ts";
 import { FileProgress, ProgressLine, progressText } from "../lib/transfer/progress.ts";
 import { entryRecord, parseEntry, parseTimes, scpCommand } from "../lib/scp/protocol.ts";
-import { readExactly, TempFile } from "../lib/transfer/local_file.ts";
+import { LocalFileWriter, readExactly } from "../lib/transfer/local_file.ts";
 
 Deno.test("wildcards match as PuTTY's wc_match does", () => {
   // Cases from PuTTY's own wildcard.c test table.
@@ -135,7 +135,7 @@ Deno.test("temporary files: renamed over the target, or removed", async () => {
     const target = join(dir, "out.bin");
     await Deno.writeTextFile(target, "old");
     await Deno.chmod(target, 0o600);
-    const t = await TempFile.create(target, 0o644);
+    const t = await LocalFileWriter.open(target, { mode: 0o644, tool: "pscp" });
     await t.write(new TextEncoder().encode("new data"));
     assert.equal(await Deno.readTextFile(target), "old", "target untouched while writing");
     await t.commit({ times: { mtime: 1000000000, atime: 1000000001 } });
@@ -143,7 +143,7 @@ Deno.test("temporary files: renamed over the target, or removed", async () => {
     const st = await Deno.stat(target);
     assert.equal(st.mode! & 0o777, 0o600, "an existing target keeps its permissions");
     assert.equal(st.mtime!.getTime(), 1000000000 * 1000);
-    const t2 = await TempFile.create(target, 0o644);
+    const t2 = await LocalFileWriter.open(target, { mode: 0o644, tool: "pscp" });
     await t2.write(new Uint8Array(10));
     await t2.discard();
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["out.bin"]);

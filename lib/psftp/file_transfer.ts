@@ -12,12 +12,13 @@
  * PuTTY does: that partial file is the point of resuming.
  */
 
-import { basename, dirname } from "node:path";
 import { type Attrs, isRegularFile, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
 import { download, upload } from "../sftp/transfer.ts";
 import { osErrorText, printable } from "../transfer/display.ts";
 import { localGlob, localWildcardKind } from "./local_glob.ts";
 import { type CommandResult, type PsftpSession } from "./session.ts";
+import { LocalFileWriter } from "../transfer/local_file.ts";
+import { temporaryPath } from "../transfer/temporaries.ts";
 import { dirFileCat, lastComponent, vetFilename } from "../transfer/paths.ts";
 import { wildcardUnescape } from "../transfer/wildcard.ts";
 import { compareNames } from "./wildcard.ts";
@@ -34,25 +35,8 @@ function localType(path: string): LocalType {
   }
 }
 
-function randomTag(): string {
-  return crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
-}
-
-/** A temporary name next to `path`: hidden, recognisably ours. */
-function temporaryName(path: string): string {
-  const dir = dirname(path);
-  const prefix = dir === "." && !path.startsWith("./") ? "" : dir.endsWith("/") ? dir : dir + "/";
-  return `${prefix}.${basename(path)}.psftp-${randomTag()}.part`;
-}
-
 function isDirectoryBit(a: Attrs | undefined): boolean {
   return a?.permissions !== undefined && (a.permissions & 0o040000) !== 0;
-}
-
-/** Writes all of `data` to `file`. */
-async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < data.length) at += await file.write(data.subarray(at));
 }
 
 /** The options of get/put and friends: -r and --. Undefined (after a message) if bad. */
@@ -186,154 +170,50 @@ export async function getFile(
     return false;
   }
   try {
-    const local = openLocalTarget(s, outfname, restart, attrs);
-    if (!local) {
+    let local: LocalFileWriter;
+    try {
+      local = await LocalFileWriter.open(outfname, {
+        mode: attrs.permissions !== undefined ? attrs.permissions & 0o7777 : 0o666,
+        resume: restart,
+        tool: "psftp",
+        temporaries: s.temporaries,
+      });
+    } catch {
       s.print(`local: unable to open ${printable(outfname)}\n`);
       return false;
     }
-    const { file, offset } = local;
-    if (restart) s.print(`reget: restarting at file position ${offset}\n`);
+    if (restart) s.print(`reget: restarting at file position ${local.offset}\n`);
     s.print(`remote:${printable(fname)} => local:${printable(outfname)}\n`);
-    let ok = true;
     let localError = false;
     try {
       await download(handle, async (chunk) => {
         try {
-          await writeAll(file, chunk);
+          await local.write(chunk);
         } catch (e) {
           localError = true;
           throw e;
         }
-      }, { offset });
+      }, { offset: local.offset });
     } catch (e) {
-      ok = false;
+      await local.discard();
       if (localError) {
         s.print("error while writing local file\n");
       } else if (e instanceof SftpError) {
         s.print(`error while reading: ${e.message}\n`);
       } else {
-        file.close();
-        local.discard();
         throw s.fatal(e);
       }
+      return false;
     }
     try {
-      file.close();
-    } catch {
-      ok = false;
+      await local.commit();
+    } catch (e) {
+      s.print(`local: unable to rename into ${printable(outfname)}: ${osErrorText(e)}\n`);
+      return false;
     }
-    if (ok) ok = local.commit(s);
-    else local.discard();
-    return ok;
+    return true;
   } finally {
     await closeQuietly(handle);
-  }
-}
-
-interface LocalTarget {
-  file: Deno.FsFile;
-  offset: number;
-  /** Moves the finished file into place; false (after a message) if that fails. */
-  commit(s: PsftpSession): boolean;
-  /** Removes what a failed transfer wrote (unless resuming). */
-  discard(): void;
-}
-
-/**
- * Opens where a download goes: the existing file for appending (reget), else a temporary file
- * to be renamed over the target, else (devices, FIFOs, unwritable directories) the target
- * itself. Undefined if it can't be opened.
- */
-function openLocalTarget(
-  s: PsftpSession,
-  outfname: string,
-  restart: boolean,
-  attrs: Attrs,
-): LocalTarget | undefined {
-  const direct = (file: Deno.FsFile, offset: number): LocalTarget => ({
-    file,
-    offset,
-    commit: () => true,
-    discard: () => {},
-  });
-  if (restart) {
-    try {
-      const file = Deno.openSync(outfname, { append: true });
-      return direct(file, file.statSync().size);
-    } catch {
-      return undefined;
-    }
-  }
-  const remoteMode = attrs.permissions !== undefined ? attrs.permissions & 0o7777 : 0o666;
-  let final = outfname;
-  let keepMode: number | undefined;
-  try {
-    const st = Deno.lstatSync(outfname);
-    if (st.isSymlink) {
-      try {
-        final = Deno.realPathSync(outfname);
-      } catch {
-        // A dangling link: write through it, as opening it would.
-        return openDirect(outfname, remoteMode, direct);
-      }
-    }
-    const real = st.isSymlink ? Deno.statSync(final) : st;
-    if (real.isDirectory) return undefined;
-    if (!real.isFile) return openDirect(outfname, remoteMode, direct);
-    keepMode = (real.mode ?? 0o666) & 0o7777;
-  } catch {
-    // No such file: a new one.
-  }
-  const temp = temporaryName(final);
-  let file: Deno.FsFile;
-  try {
-    file = Deno.openSync(temp, { write: true, createNew: true, mode: keepMode ?? remoteMode });
-  } catch {
-    // The directory refuses new files; an existing file may still be writable in place.
-    return keepMode !== undefined ? openDirect(outfname, remoteMode, direct) : undefined;
-  }
-  s.temporaries.add(temp);
-  try {
-    if (keepMode !== undefined) {
-      Deno.chmodSync(temp, keepMode);
-    } else if (remoteMode & 0o7000) {
-      // open() here only takes the permission bits; set-id and sticky bits come as PuTTY's do.
-      Deno.chmodSync(temp, ((Deno.statSync(temp).mode ?? 0) & 0o777) | (remoteMode & 0o7000));
-    }
-  } catch { /* the mode is a nicety; the data is what matters */ }
-  const discard = () => {
-    s.temporaries.delete(temp);
-    try {
-      Deno.removeSync(temp);
-    } catch { /* gone */ }
-  };
-  return {
-    file,
-    offset: 0,
-    discard,
-    commit: (session) => {
-      try {
-        Deno.renameSync(temp, final);
-        s.temporaries.delete(temp);
-        return true;
-      } catch (e) {
-        session.print(`local: unable to rename into ${printable(outfname)}: ${osErrorText(e)}\n`);
-        discard();
-        return false;
-      }
-    },
-  };
-}
-
-function openDirect(
-  path: string,
-  mode: number,
-  direct: (file: Deno.FsFile, offset: number) => LocalTarget,
-): LocalTarget | undefined {
-  try {
-    return direct(Deno.openSync(path, { write: true, create: true, truncate: true, mode }), 0);
-  } catch {
-    return undefined;
   }
 }
 
@@ -422,7 +302,7 @@ export async function putFile(
       } else {
         const existing = await remoteStat(s, outfname);
         if (!existing || isRegularFile(existing)) {
-          temp = temporaryName(outfname);
+          temp = temporaryPath(outfname, "psftp");
           const perms = existing?.permissions !== undefined
             ? existing.permissions & 0o7777
             : permissions;
@@ -471,7 +351,8 @@ async function sendFile(
   const removeTemp = async () => {
     if (temp) await sftp.remove(temp).catch(() => {});
   };
-  if (temp) s.remoteTemporaries.add(temp);
+  const temporary = { remove: removeTemp };
+  if (temp) s.temporaries.add(temporary);
   let offset = 0;
   let err = false;
   try {
@@ -532,7 +413,7 @@ async function sendFile(
     throw s.fatal(e);
   } finally {
     await closeQuietly(handle);
-    if (temp) s.remoteTemporaries.delete(temp);
+    s.temporaries.delete(temporary);
   }
 }
 

@@ -11,6 +11,7 @@
 import { type SftpClient, SftpError } from "../sftp/client.ts";
 import { errorMessage, printable } from "../transfer/display.ts";
 import { vetFilename } from "../transfer/paths.ts";
+import { Temporaries } from "../transfer/temporaries.ts";
 import { wildcardUnescape } from "../transfer/wildcard.ts";
 import { remoteNameMatches, splitWildcardPath } from "./wildcard.ts";
 
@@ -53,10 +54,8 @@ export class PsftpSession {
   /** Remote working directory and home directory (canonical), while connected. */
   pwd = "";
   homedir = "";
-  /** Local files being written under temporary names, removed if we are stopped. */
-  readonly temporaries = new Set<string>();
-  /** The same for uploads: remote temporary files, removed (if the server still answers). */
-  readonly remoteTemporaries = new Set<string>();
+  /** Files being written under temporary names (local and remote), removed if we are stopped. */
+  readonly temporaries = new Temporaries();
 
   constructor(readonly env: PsftpEnvironment) {}
 
@@ -105,31 +104,10 @@ export class PsftpSession {
 
   /** Stops at once (fatal errors, signals): temporary files removed, connection dropped. */
   async abort(): Promise<void> {
-    this.removeTemporaries();
     const link = this.link;
     this.link = undefined;
-    if (!link) return;
-    if (this.remoteTemporaries.size) {
-      // Queued behind the upload's writes; a server that no longer answers gets two seconds.
-      const removals = [...this.remoteTemporaries].map((p) => link.sftp.remove(p).catch(() => {}));
-      this.remoteTemporaries.clear();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.all(removals),
-        new Promise((r) => (timer = setTimeout(r, 2000))),
-      ]);
-      clearTimeout(timer);
-    }
-    await link.abort().catch(() => {});
-  }
-
-  removeTemporaries(): void {
-    for (const path of this.temporaries) {
-      try {
-        Deno.removeSync(path);
-      } catch { /* already gone */ }
-    }
-    this.temporaries.clear();
+    await this.temporaries.removeAll();
+    await link?.abort().catch(() => {});
   }
 
   /**

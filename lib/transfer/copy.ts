@@ -24,9 +24,10 @@ import {
   type UploadTarget,
 } from "./endpoint.ts";
 import { errorMessage } from "./display.ts";
-import { listDir, LocalReadError, localType, readExactly, TempFile } from "./local_file.ts";
+import { listDir, LocalFileWriter, LocalReadError, localType, readExactly } from "./local_file.ts";
 import { dirFileCat, isDots, lastComponent, remoteColon, sourceName } from "./paths.ts";
 import { FileProgress, type ProgressSample } from "./progress.ts";
+import { Temporaries } from "./temporaries.ts";
 
 export interface CopyOptions {
   /** -r */
@@ -43,7 +44,7 @@ export interface CopyOptions {
 
 export class Copier {
   /** Temporary files being written, removed by abort(). */
-  private readonly temps = new Set<TempFile>();
+  private readonly temporaries = new Temporaries();
   /** The upload in progress, if any, for abort(). */
   private uploadTarget?: UploadTarget;
 
@@ -51,11 +52,7 @@ export class Copier {
 
   /** Removes any half-written temporary file (the process is being stopped). */
   async abort(): Promise<void> {
-    await Promise.all([
-      ...[...this.temps].map((t) => t.discard()),
-      this.uploadTarget?.abort(),
-    ]);
-    this.temps.clear();
+    await Promise.all([this.temporaries.removeAll(), this.uploadTarget?.abort()]);
   }
 
   private progressFor(name: string, size: number | undefined) {
@@ -224,12 +221,11 @@ export class Copier {
         }
         dest = targ !== "" ? dirFileCat(targ, name) : name;
       }
-      const type = await localType(dest);
       if (entry.kind === "dir") {
-        await this.sinkDir(dest, type, entry.meta, source);
+        await this.sinkDir(dest, await localType(dest), entry.meta, source);
         continue;
       }
-      await this.sinkFile(dest, type, entry.meta, source);
+      await this.sinkFile(dest, entry.meta, source);
     }
   }
 
@@ -262,25 +258,26 @@ export class Copier {
 
   private async sinkFile(
     dest: string,
-    type: string | undefined,
     meta: FileMeta,
     source: DownloadSource,
   ): Promise<void> {
-    let temp: TempFile;
+    let out: LocalFileWriter;
     try {
-      if (type === "dir") throw new Error("is a directory");
-      temp = await TempFile.create(dest, meta.mode);
+      out = await LocalFileWriter.open(dest, {
+        mode: (meta.mode & 0o7777) || 0o666,
+        tool: "pscp",
+        temporaries: this.temporaries,
+      });
     } catch {
       return this.rejectDown(source, `${dest}: Cannot create file`);
     }
-    this.temps.add(temp);
     const shown = lastComponent(dest);
     const progress = this.progressFor(shown, meta.size);
     let writeError: unknown;
     const write = async (chunk: Uint8Array) => {
       if (writeError !== undefined) return; // keep reading to the end of the file, as PuTTY
       try {
-        await temp.write(chunk);
+        await out.write(chunk);
       } catch (e) {
         writeError = e;
       }
@@ -288,14 +285,13 @@ export class Copier {
     try {
       await source.receive(write, progress);
     } catch (e) {
-      await temp.discard();
-      this.temps.delete(temp);
+      await out.discard();
       if (e instanceof FileError) return this.reporter.error(e.message);
       this.fatalFor(dest, e);
     }
     if (writeError === undefined) {
       try {
-        await temp.commit({
+        await out.commit({
           times: meta.times,
           mode: this.opts.preserve ? meta.mode : undefined,
         });
@@ -303,9 +299,8 @@ export class Copier {
         writeError = e;
       }
     }
-    this.temps.delete(temp);
     if (writeError !== undefined) {
-      await temp.discard();
+      await out.discard();
       return this.rejectDown(source, `${dest}: Write error`);
     }
     await source.accepted();

@@ -1,12 +1,11 @@
 /**
- * Local files for pscp: reading a source in bounded chunks, and writing a download under a
- * temporary name beside its target, renamed over the target only once complete — a transfer
- * that fails never leaves a truncated file under the final name.
+ * Local files for pscp and psftp: what a path is, reading a source in bounded chunks, and writing
+ * a download under a temporary name beside its target, renamed over the target only once
+ * complete — a transfer that fails never leaves a truncated file under the final name.
  */
 
-import { basename, dirname, join } from "node:path";
 import { errorMessage } from "./display.ts";
-import { tempNameFor } from "./paths.ts";
+import { type Temporaries, type Temporary, temporaryPath } from "./temporaries.ts";
 
 export type LocalType = "file" | "dir" | "other";
 
@@ -59,42 +58,109 @@ export async function* readExactly(file: Deno.FsFile, size: number): AsyncGenera
   }
 }
 
+/** Attributes a finished download is given (pscp -p). */
+export interface LocalFileAttrs {
+  /** Exact permission bits. */
+  mode?: number;
+  /** Seconds since the epoch. */
+  times?: { mtime: number; atime: number };
+}
+
+export interface LocalFileWriterOptions {
+  /**
+   * Permission bits of a new file (the remote file's): the umask applies to the rwx bits;
+   * set-id and sticky bits are kept, as open(2) keeps them. An existing file keeps its own.
+   */
+  mode: number;
+  /** Appends to the existing file from its end (reget): no temporary file. */
+  resume?: boolean;
+  /** Ends the temporary file's name (".<name>.<random>.<tool>"). */
+  tool: string;
+  /** Where the temporary file is registered while it exists (removed if we are stopped). */
+  temporaries?: Temporaries;
+}
+
 /**
- * A download in progress: written to ".<name>.<random>.pscp" beside the target, moved onto the
- * target by commit(), removed by discard().
+ * A download being written locally: into a temporary file beside the target, renamed over it by
+ * commit() once complete, so a failed or interrupted transfer never leaves a truncated file under
+ * the target's name (and an existing file stays as it was until then). An existing target's
+ * permissions are kept, as PuTTY's truncate-in-place keeps them; a symbolic link is written
+ * through. Written directly instead: targets that aren't regular files (devices, FIFOs), a
+ * dangling link, an existing file in a directory that refuses new files, and a resumed file.
  */
-export class TempFile {
+export class LocalFileWriter implements Temporary {
   private closed = false;
 
   private constructor(
-    /** Where the data finally goes (a symlinked target is resolved: we write through it). */
-    readonly target: string,
-    readonly tempPath: string,
     private readonly file: Deno.FsFile,
-  ) {}
+    /** Where the data finally lands (a symlinked target resolved). */
+    readonly target: string,
+    /** Bytes already in the file (resume): where the data continues. */
+    readonly offset: number,
+    /** The temporary file, when the data doesn't go straight to the target. */
+    readonly tempPath: string | undefined,
+    /** Whether the target is a regular file (attributes are set on regular files only). */
+    private readonly regular: boolean,
+    private readonly temporaries?: Temporaries,
+  ) {
+    if (tempPath !== undefined) temporaries?.add(this);
+  }
 
-  /**
-   * Creates the temporary file with permission bits `mode` (the umask applies, as for PuTTY's
-   * open(O_CREAT)). Throws if it can't.
-   */
-  static async create(target: string, mode: number): Promise<TempFile> {
+  /** Opens where a download to `target` goes. Throws if it can't (a directory, no permission). */
+  static async open(target: string, o: LocalFileWriterOptions): Promise<LocalFileWriter> {
+    const direct = async (regular: boolean) => {
+      const file = await Deno.open(target, {
+        write: true,
+        create: true,
+        truncate: true,
+        mode: o.mode,
+      });
+      return new LocalFileWriter(file, target, 0, undefined, regular);
+    };
+    if (o.resume) {
+      const file = await Deno.open(target, { append: true });
+      return new LocalFileWriter(file, target, (await file.stat()).size, undefined, true);
+    }
     let real = target;
+    let keepMode: number | undefined;
     try {
-      if ((await Deno.lstat(target)).isSymlink) real = await Deno.realPath(target);
-    } catch { /* dangling link or nothing there: write beside the name given */ }
+      const st = await Deno.lstat(target);
+      if (st.isSymlink) {
+        try {
+          real = await Deno.realPath(target);
+        } catch {
+          return await direct(true); // a dangling link: write through it, as opening it would
+        }
+      }
+      const info = st.isSymlink ? await Deno.stat(real) : st;
+      if (info.isDirectory) throw new Deno.errors.IsADirectory(`${target}: is a directory`);
+      if (!info.isFile) return await direct(false);
+      keepMode = (info.mode ?? 0o666) & 0o7777;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      // No such file: a new one.
+    }
     for (let attempt = 0;; attempt++) {
-      const tempPath = join(dirname(real), tempNameFor(basename(real)));
+      const temp = temporaryPath(real, o.tool);
+      let file: Deno.FsFile;
       try {
-        const file = await Deno.open(tempPath, {
-          write: true,
-          createNew: true,
-          mode: (mode & 0o7777) || 0o666,
-        });
-        return new TempFile(real, tempPath, file);
+        file = await Deno.open(temp, { write: true, createNew: true, mode: keepMode ?? o.mode });
       } catch (e) {
         if (e instanceof Deno.errors.AlreadyExists && attempt < 5) continue;
+        // The directory refuses new files; an existing file may still be writable in place.
+        if (keepMode !== undefined) return await direct(true);
         throw e;
       }
+      const w = new LocalFileWriter(file, real, 0, temp, true, o.temporaries);
+      try {
+        if (keepMode !== undefined) {
+          await Deno.chmod(temp, keepMode);
+        } else if (o.mode & 0o7000) {
+          // Deno's open() takes only the rwx bits: set-id and sticky bits are added here.
+          await Deno.chmod(temp, (((await file.stat()).mode ?? 0) & 0o777) | (o.mode & 0o7000));
+        }
+      } catch { /* the mode is a nicety; the data is what matters */ }
+      return w;
     }
   }
 
@@ -112,29 +178,33 @@ export class TempFile {
   }
 
   /**
-   * Closes the file, gives it the times (seconds) and exact permission bits if asked — else an
-   * existing target's permissions (PuTTY truncates an existing file in place, which keeps
-   * them) — and renames it over the target.
+   * Closes the file, gives it the attributes asked for, and renames a temporary file over the
+   * target. On failure the temporary file is removed and the error thrown.
    */
-  async commit(
-    attrs: { times?: { mtime: number; atime: number }; mode?: number } = {},
-  ): Promise<void> {
+  async commit(attrs: LocalFileAttrs = {}): Promise<void> {
     this.close();
-    let mode = attrs.mode;
-    if (mode === undefined) {
-      try {
-        const existing = await Deno.stat(this.target);
-        if (existing.isFile && existing.mode !== null) mode = existing.mode;
-      } catch { /* no target yet */ }
+    const path = this.tempPath ?? this.target;
+    try {
+      if (this.regular && attrs.mode !== undefined) await Deno.chmod(path, attrs.mode & 0o7777);
+      if (this.regular && attrs.times) {
+        await Deno.utime(path, attrs.times.atime, attrs.times.mtime);
+      }
+      if (this.tempPath !== undefined) await Deno.rename(this.tempPath, this.target);
+    } catch (e) {
+      await this.discard();
+      throw e;
     }
-    if (mode !== undefined) await Deno.chmod(this.tempPath, mode & 0o7777);
-    if (attrs.times) await Deno.utime(this.tempPath, attrs.times.atime, attrs.times.mtime);
-    await Deno.rename(this.tempPath, this.target);
+    this.temporaries?.delete(this);
   }
 
-  /** Closes and removes the temporary file (best effort). */
+  /** Closes the file and removes a temporary file (best effort). A direct target stays. */
   async discard(): Promise<void> {
     this.close();
-    await Deno.remove(this.tempPath).catch(() => {});
+    this.temporaries?.delete(this);
+    if (this.tempPath !== undefined) await Deno.remove(this.tempPath).catch(() => {});
+  }
+
+  remove(): Promise<void> {
+    return this.discard();
   }
 }

@@ -69,15 +69,3 @@ export function vetFilename(name: string): boolean {
 export function dirFileCat(dir: string, file: string): string {
   return dir.endsWith("/") ? dir + file : `${dir}/${file}`;
 }
-
-/**
- * The temporary name a transfer writes to beside its target ".<name>.<random>.pscp" (the name cut
- * to 100 characters, keeping within NAME_MAX).
- */
-export function tempNameFor(name: string): string {
-  const tag = Array.from(
-    crypto.getRandomValues(new Uint8Array(4)),
-    (x) => x.toString(16).padStart(2, "0"),
-  ).join("");
-  return `.${[...name].slice(0, 100).join("")}.${tag}.pscp`;
-}

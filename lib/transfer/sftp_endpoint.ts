@@ -22,18 +22,13 @@ import {
   type UploadTarget,
 } from "./endpoint.ts";
 import { errorMessage } from "./display.ts";
-import { lastComponent, tempNameFor, vetFilename } from "./paths.ts";
+import { lastComponent, vetFilename } from "./paths.ts";
+import { temporaryPath } from "./temporaries.ts";
 import { wildcardMatch, wildcardUnescape } from "./wildcard.ts";
 
 /** Remote `dir/name` as PuTTY builds it. */
 function remoteJoin(dir: string, name: string): string {
   return `${dir}/${name}`;
-}
-
-function remoteDirname(path: string): string {
-  const i = path.lastIndexOf("/");
-  if (i < 0) return ".";
-  return i === 0 ? "/" : path.slice(0, i);
 }
 
 function timesOf(a: Attrs, preserve: boolean): FileMeta["times"] {
@@ -111,7 +106,7 @@ export class SftpUploadTarget implements UploadTarget {
     } catch (e) {
       if (!(e instanceof SftpError)) throw e;
     }
-    const temp = remoteJoin(remoteDirname(full), tempNameFor(lastComponent(full)));
+    const temp = temporaryPath(full, "pscp");
     let handle: SftpHandle;
     try {
       handle = await this.sftp.open(temp, OPEN.WRITE | OPEN.CREAT | OPEN.EXCL, {

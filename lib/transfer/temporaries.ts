@@ -1,0 +1,63 @@
+/**
+ * Temporary files of pscp's and psftp's transfers: the name a file is written under beside its
+ * target until it is complete, and the set of those still being written, for removal when we are
+ * stopped (a signal, a fatal error) so that nothing half-written is left behind.
+ */
+
+import { posix } from "node:path";
+
+/** Characters of the target's name kept in a temporary name (well within NAME_MAX). */
+const NAME_KEPT = 100;
+
+/**
+ * The temporary file beside `path` (a local or remote POSIX path): ".<name>.<random>.<tool>" in
+ * the same directory, e.g. "dir/.notes.txt.3f9a01c2.pscp".
+ */
+export function temporaryPath(path: string, tool: string): string {
+  const dir = posix.dirname(path);
+  const prefix = dir === "." && !path.startsWith("./") ? "" : dir.endsWith("/") ? dir : dir + "/";
+  const tag = Array.from(
+    crypto.getRandomValues(new Uint8Array(4)),
+    (x) => x.toString(16).padStart(2, "0"),
+  ).join("");
+  const name = [...posix.basename(path)].slice(0, NAME_KEPT).join("");
+  return `${prefix}.${name}.${tag}.${tool}`;
+}
+
+/** A file being written under a temporary name. */
+export interface Temporary {
+  /** Stops writing it and removes it (best effort: never throws). */
+  remove(): Promise<void>;
+}
+
+/** How long a server that has stopped answering gets to remove an upload's temporary file. */
+const REMOVAL_GRACE_MS = 2000;
+
+/** The temporary files being written, local and remote, for removal when we are stopped. */
+export class Temporaries {
+  private readonly live = new Set<Temporary>();
+
+  add(t: Temporary): void {
+    this.live.add(t);
+  }
+
+  delete(t: Temporary): void {
+    this.live.delete(t);
+  }
+
+  /**
+   * Removes every temporary file still being written. Remote removals queue behind the
+   * upload's writes; a server that no longer answers is given REMOVAL_GRACE_MS.
+   */
+  async removeAll(): Promise<void> {
+    const all = [...this.live];
+    this.live.clear();
+    if (all.length === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(all.map((t) => t.remove())),
+      new Promise((r) => (timer = setTimeout(r, REMOVAL_GRACE_MS))),
+    ]);
+    clearTimeout(timer);
+  }
+}
