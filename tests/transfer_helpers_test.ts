@@ -16,7 +16,7 @@ import {
 } from "../lib/transfer/paths.ts";
 import { FileProgress, ProgressLine, progressText } from "../lib/transfer/progress.ts";
 import { entryRecord, parseEntry, parseTimes, scpCommand } from "../lib/scp/protocol.ts";
-import { LocalFileWriter, readExactly } from "../lib/transfer/local_file.ts";
+import { LocalFileWriter, readChunks } from "../lib/transfer/local_file.ts";
 
 Deno.test("wildcards match as PuTTY's wc_match does", () => {
   // Cases from PuTTY's own wildcard.c test table.
@@ -151,7 +151,7 @@ Deno.test("temporary files: renamed over the target, or removed", async () => {
     const f = await Deno.open(target);
     const chunks: Uint8Array[] = [];
     await assert.rejects(async () => {
-      for await (const c of readExactly(f, 20)) chunks.push(c);
+      for await (const c of readChunks(f, 20)) chunks.push(c);
     }, /shrank/);
   } finally {
     await Deno.remove(dir, { recursive: true });

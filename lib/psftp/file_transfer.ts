@@ -2,42 +2,30 @@
  * psftp's get/put family (PuTTY's sftp_general_get/put, sftp_get_file/sftp_put_file): get, mget,
  * reget, put, mput, reput, with -r recursion, wildcards, and PuTTY's messages.
  *
- * Never losing data (where we go beyond PuTTY): get writes into a temporary file beside the
- * target and renames it into place only once the whole file has arrived, so a failed or
- * interrupted download leaves no truncated file under the target's name (and an existing file
- * stays as it was). put does the same on the server (temporary name, then posix-rename or
- * rename). An existing target keeps its permissions, as PuTTY's truncate-in-place would.
- * Targets that are not regular files (devices, FIFOs) are written directly, as are files whose
- * directory refuses a new file. reget and reput resume into the existing file (appending), as
- * PuTTY does: that partial file is the point of resuming.
+ * Never losing data (where we go beyond PuTTY): get and put write through pscp's writers
+ * (lib/transfer/local_file.ts, lib/transfer/remote_file.ts): into a temporary file beside the
+ * target, renamed into place only once the whole file has arrived, so a failed or interrupted
+ * transfer leaves no truncated file under the target's name (and an existing file stays as it
+ * was). reget and reput resume into the existing file (appending), as PuTTY does: that partial
+ * file is the point of resuming.
  */
 
-import { type Attrs, isRegularFile, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
+import { type Attrs, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
 import { download, upload } from "../sftp/transfer.ts";
 import { osErrorText, printable } from "../transfer/display.ts";
 import { localGlob, localWildcardKind } from "./local_glob.ts";
-import { type CommandResult, type PsftpSession } from "./session.ts";
-import { LocalFileWriter } from "../transfer/local_file.ts";
-import { temporaryPath } from "../transfer/temporaries.ts";
+import { type CommandResult, hasDirectoryBit, type PsftpSession } from "./session.ts";
+import {
+  listDir,
+  LocalFileWriter,
+  LocalReadError,
+  localType,
+  readChunks,
+} from "../transfer/local_file.ts";
+import { RemoteFileWriter } from "../transfer/remote_file.ts";
 import { dirFileCat, lastComponent, vetFilename } from "../transfer/paths.ts";
 import { wildcardUnescape } from "../transfer/wildcard.ts";
 import { compareNames } from "./wildcard.ts";
-
-type LocalType = "none" | "file" | "dir" | "other";
-
-/** file_type(): what a local path is (following links). */
-function localType(path: string): LocalType {
-  try {
-    const st = Deno.statSync(path);
-    return st.isFile ? "file" : st.isDirectory ? "dir" : "other";
-  } catch {
-    return "none";
-  }
-}
-
-function isDirectoryBit(a: Attrs | undefined): boolean {
-  return a?.permissions !== undefined && (a.permissions & 0o040000) !== 0;
-}
 
 /** The options of get/put and friends: -r and --. Undefined (after a message) if bad. */
 function transferOptions(
@@ -155,15 +143,11 @@ export async function getFile(
   recurse: boolean,
   restart: boolean,
 ): Promise<boolean> {
-  const sftp = s.sftp;
-  if (recurse) {
-    const st = await remoteStat(s, fname);
-    if (isDirectoryBit(st)) return await getDirectory(s, fname, outfname, restart);
-  }
-  const attrs = await remoteStat(s, fname) ?? {};
+  const attrs = await remoteStat(s, fname);
+  if (recurse && hasDirectoryBit(attrs)) return await getDirectory(s, fname, outfname, restart);
   let handle: SftpHandle;
   try {
-    handle = await sftp.open(fname, OPEN.READ);
+    handle = await s.sftp.open(fname, OPEN.READ);
   } catch (e) {
     if (!(e instanceof SftpError)) throw s.fatal(e);
     s.print(`${printable(fname)}: open for read: ${e.message}\n`);
@@ -173,7 +157,7 @@ export async function getFile(
     let local: LocalFileWriter;
     try {
       local = await LocalFileWriter.open(outfname, {
-        mode: attrs.permissions !== undefined ? attrs.permissions & 0o7777 : 0o666,
+        mode: attrs?.permissions !== undefined ? attrs.permissions & 0o7777 : 0o666,
         resume: restart,
         tool: "psftp",
         temporaries: s.temporaries,
@@ -224,7 +208,7 @@ async function getDirectory(
   outfname: string,
   restart: boolean,
 ): Promise<boolean> {
-  if (localType(outfname) !== "dir") {
+  if ((await localType(outfname)) !== "dir") {
     try {
       Deno.mkdirSync(outfname, { mode: 0o777 });
     } catch {
@@ -253,7 +237,7 @@ async function getDirectory(
   // Resuming: everything before the last file that exists locally is done already.
   let i = 0;
   if (restart) {
-    while (i < names.length && localType(dirFileCat(outfname, names[i])) !== "none") i++;
+    while (i < names.length && (await localType(dirFileCat(outfname, names[i]))) !== undefined) i++;
     if (i > 0) i--;
   }
   for (; i < names.length; i++) {
@@ -278,8 +262,7 @@ export async function putFile(
   recurse: boolean,
   restart: boolean,
 ): Promise<boolean> {
-  const sftp = s.sftp;
-  if (recurse && localType(fname) === "dir") {
+  if (recurse && (await localType(fname)) === "dir") {
     return await putDirectory(s, fname, outfname, restart);
   }
   let file: Deno.FsFile;
@@ -292,43 +275,26 @@ export async function putFile(
     return false;
   }
   try {
-    let target = outfname;
-    let temp: string | undefined;
-    let handle: SftpHandle | undefined;
-    let openError: SftpError | undefined;
+    let out: RemoteFileWriter;
     try {
-      if (restart) {
-        handle = await sftp.open(outfname, OPEN.WRITE, { permissions });
-      } else {
-        const existing = await remoteStat(s, outfname);
-        if (!existing || isRegularFile(existing)) {
-          temp = temporaryPath(outfname, "psftp");
-          const perms = existing?.permissions !== undefined
-            ? existing.permissions & 0o7777
-            : permissions;
-          try {
-            handle = await sftp.open(temp, OPEN.WRITE | OPEN.CREAT | OPEN.EXCL, {
-              permissions: perms,
-            });
-          } catch (e) {
-            if (!(e instanceof SftpError) || !existing) throw e;
-            temp = undefined; // the directory refuses new files: write the file in place
-          }
-        }
-        handle ??= await sftp.open(outfname, OPEN.WRITE | OPEN.CREAT | OPEN.TRUNC, {
-          permissions,
-        });
-      }
+      out = await RemoteFileWriter.open(s.sftp, outfname, {
+        mode: permissions,
+        resume: restart,
+        tool: "psftp",
+        temporaries: s.temporaries,
+      });
     } catch (e) {
       if (!(e instanceof SftpError)) throw s.fatal(e);
-      openError = e;
-    }
-    if (!handle) {
-      s.print(`${outfname}: open for write: ${openError?.message}\n`);
+      s.print(`${outfname}: open for write: ${e.message}\n`);
       return false;
     }
-    if (temp) target = temp;
-    return await sendFile(s, file, fname, outfname, target, handle, restart);
+    try {
+      return await sendFile(s, file, fname, outfname, out, restart);
+    } catch (e) {
+      throw s.fatal(e);
+    } finally {
+      await out.discard();
+    }
   } finally {
     try {
       file.close();
@@ -342,106 +308,57 @@ async function sendFile(
   file: Deno.FsFile,
   fname: string,
   outfname: string,
-  target: string,
-  handle: SftpHandle,
+  out: RemoteFileWriter,
   restart: boolean,
 ): Promise<boolean> {
-  const sftp = s.sftp;
-  const temp = target !== outfname ? target : undefined;
-  const removeTemp = async () => {
-    if (temp) await sftp.remove(temp).catch(() => {});
-  };
-  const temporary = { remove: removeTemp };
-  if (temp) s.temporaries.add(temporary);
   let offset = 0;
-  let err = false;
-  try {
-    if (restart) {
-      let attrs: Attrs;
-      try {
-        attrs = await handle.fstat();
-      } catch (e) {
-        if (!(e instanceof SftpError)) throw e;
-        s.print(`read size of ${outfname}: ${e.message}\n`);
-        return false;
-      }
-      if (attrs.size === undefined) {
-        s.print(`read size of ${outfname}: size was not given\n`);
-        return false;
-      }
-      offset = attrs.size;
-      s.print(`reput: restarting at file position ${offset}\n`);
-      try {
-        await file.seek(offset, Deno.SeekMode.Start);
-      } catch {
-        await file.seek(0, Deno.SeekMode.End);
-      }
-    }
-    s.print(`local:${fname} => remote:${outfname}\n`);
-    let localError = false;
-    const source = readChunks(file, () => (localError = true));
+  if (restart) {
+    let attrs: Attrs;
     try {
-      await upload(handle, source, { offset });
-    } catch (e) {
-      err = true;
-      if (localError) s.print("error while reading local file\n");
-      else if (e instanceof SftpError) s.print(`error while writing: ${e.message}\n`);
-      else throw e;
-    }
-    try {
-      await handle.close();
+      attrs = await out.handle.fstat();
     } catch (e) {
       if (!(e instanceof SftpError)) throw e;
-      if (!err) s.print(`error while closing: ${e.message}\n`);
-      err = true;
+      s.print(`read size of ${outfname}: ${e.message}\n`);
+      return false;
     }
-    if (!err && temp) {
-      try {
-        if (sftp.hasPosixRename) await sftp.posixRename(temp, outfname);
-        else await renameReplacing(s, temp, outfname);
-      } catch (e) {
-        if (!(e instanceof SftpError)) throw e;
-        s.print(`${outfname}: unable to rename into place: ${e.message}\n`);
-        err = true;
-      }
+    if (attrs.size === undefined) {
+      s.print(`read size of ${outfname}: size was not given\n`);
+      return false;
     }
-    if (err) await removeTemp();
-    return !err;
-  } catch (e) {
-    await closeQuietly(handle);
-    await removeTemp();
-    throw s.fatal(e);
-  } finally {
-    await closeQuietly(handle);
-    s.temporaries.delete(temporary);
-  }
-}
-
-/** A local file's contents from its current position; `onError` is told of read errors. */
-async function* readChunks(file: Deno.FsFile, onError: () => void): AsyncIterable<Uint8Array> {
-  const buf = new Uint8Array(256 * 1024);
-  for (;;) {
-    let n: number | null;
+    offset = attrs.size;
+    s.print(`reput: restarting at file position ${offset}\n`);
     try {
-      n = await file.read(buf);
-    } catch (e) {
-      onError();
-      throw e;
+      await file.seek(offset, Deno.SeekMode.Start);
+    } catch {
+      await file.seek(0, Deno.SeekMode.End);
     }
-    if (n === null) return;
-    yield buf.slice(0, n);
   }
-}
-
-/** Plain SFTP rename refuses to replace a file: remove the old one first. */
-async function renameReplacing(s: PsftpSession, from: string, to: string): Promise<void> {
+  s.print(`local:${fname} => remote:${outfname}\n`);
+  let err = false;
   try {
-    await s.sftp.rename(from, to);
+    await upload(out.handle, readChunks(file), { offset });
   } catch (e) {
-    if (!(e instanceof SftpError) || !await remoteStat(s, to)) throw e;
-    await s.sftp.remove(to);
-    await s.sftp.rename(from, to);
+    err = true;
+    if (e instanceof LocalReadError) s.print("error while reading local file\n");
+    else if (e instanceof SftpError) s.print(`error while writing: ${e.message}\n`);
+    else throw e;
   }
+  try {
+    await out.close();
+  } catch (e) {
+    if (!(e instanceof SftpError)) throw e;
+    if (!err) s.print(`error while closing: ${e.message}\n`);
+    err = true;
+  }
+  if (err) return false;
+  try {
+    await out.commit();
+  } catch (e) {
+    if (!(e instanceof SftpError)) throw e;
+    s.print(`${outfname}: unable to rename into place: ${e.message}\n`);
+    return false;
+  }
+  return true;
 }
 
 /** The recursive half of sftp_put_file(). */
@@ -451,8 +368,7 @@ async function putDirectory(
   outfname: string,
   restart: boolean,
 ): Promise<boolean> {
-  const st = await remoteStat(s, outfname);
-  if (!isDirectoryBit(st)) {
+  if (!await s.isRemoteDirectory(outfname)) {
     try {
       await s.sftp.mkdir(outfname);
     } catch (e) {
@@ -463,7 +379,7 @@ async function putDirectory(
   }
   let names: string[];
   try {
-    names = [...Deno.readDirSync(fname)].map((e) => e.name);
+    names = await listDir(fname);
   } catch (e) {
     s.print(`${fname}: unable to open directory: ${osErrorText(e)}\n`);
     return false;

@@ -8,7 +8,7 @@
  * ends psftp the way PuTTY's connection_fatal does, is thrown as FatalError.
  */
 
-import { type SftpClient, SftpError } from "../sftp/client.ts";
+import { type Attrs, type SftpClient, SftpError } from "../sftp/client.ts";
 import { errorMessage, printable } from "../transfer/display.ts";
 import { vetFilename } from "../transfer/paths.ts";
 import { Temporaries } from "../transfer/temporaries.ts";
@@ -45,6 +45,14 @@ export interface PsftpEnvironment {
 
 /** Ends psftp: "FATAL ERROR: <message>", exit status 1. */
 export class FatalError extends Error {}
+
+/**
+ * Whether attributes say "directory" as psftp tests it (PuTTY's `permissions & 0040000`, which
+ * also holds for sockets and block devices).
+ */
+export function hasDirectoryBit(a: Attrs | undefined): boolean {
+  return a?.permissions !== undefined && (a.permissions & 0o040000) !== 0;
+}
 
 /** A command's outcome (PuTTY's 1, 0 and -1). */
 export type CommandResult = "ok" | "failed" | "quit";
@@ -203,8 +211,7 @@ export class PsftpSession {
   /** Whether a remote path is a directory (check_is_dir). */
   async isRemoteDirectory(path: string): Promise<boolean> {
     try {
-      const st = await this.sftp.stat(path);
-      return st.permissions !== undefined && (st.permissions & 0o040000) !== 0;
+      return hasDirectoryBit(await this.sftp.stat(path));
     } catch (e) {
       if (!(e instanceof SftpError)) throw this.fatal(e);
       return false;

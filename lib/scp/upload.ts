@@ -77,11 +77,6 @@ export class ScpUploadTarget implements UploadTarget {
     this.scp.sendError(text).catch(() => {});
   }
 
-  abort(): Promise<void> {
-    // The remote scp writes in place: nothing of ours to clean up.
-    return Promise.resolve();
-  }
-
   async close(): Promise<void> {
     // EOF tells the remote scp we're done; it exits and closes the channel.
     this.scp.channel.eof();

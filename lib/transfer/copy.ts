@@ -24,10 +24,10 @@ import {
   type UploadTarget,
 } from "./endpoint.ts";
 import { errorMessage } from "./display.ts";
-import { listDir, LocalFileWriter, LocalReadError, localType, readExactly } from "./local_file.ts";
+import { listDir, LocalFileWriter, LocalReadError, localType, readChunks } from "./local_file.ts";
 import { dirFileCat, isDots, lastComponent, remoteColon, sourceName } from "./paths.ts";
 import { FileProgress, type ProgressSample } from "./progress.ts";
-import { Temporaries } from "./temporaries.ts";
+import type { Temporaries } from "./temporaries.ts";
 
 export interface CopyOptions {
   /** -r */
@@ -43,17 +43,12 @@ export interface CopyOptions {
 }
 
 export class Copier {
-  /** Temporary files being written, removed by abort(). */
-  private readonly temporaries = new Temporaries();
-  /** The upload in progress, if any, for abort(). */
-  private uploadTarget?: UploadTarget;
-
-  constructor(private readonly opts: CopyOptions, private readonly reporter: Reporter) {}
-
-  /** Removes any half-written temporary file (the process is being stopped). */
-  async abort(): Promise<void> {
-    await Promise.all([this.temporaries.removeAll(), this.uploadTarget?.abort()]);
-  }
+  constructor(
+    private readonly opts: CopyOptions,
+    private readonly reporter: Reporter,
+    /** Where downloads register their temporary files. */
+    private readonly temporaries: Temporaries,
+  ) {}
 
   private progressFor(name: string, size: number | undefined) {
     const draw = this.opts.progress;
@@ -76,7 +71,6 @@ export class Copier {
 
   /** toremote(): every source into `target`. */
   async upload(sources: string[], target: UploadTarget): Promise<void> {
-    this.uploadTarget = target;
     for (const src of sources) {
       if (remoteColon(src) >= 0) {
         this.reporter.error(`${src}: Remote to remote not supported`);
@@ -128,7 +122,7 @@ export class Copier {
       await target.sendFile(
         name,
         meta,
-        readExactly(file, st.size),
+        readChunks(file, st.size),
         this.progressFor(name, st.size),
       );
     } catch (e) {
@@ -138,7 +132,7 @@ export class Copier {
     } finally {
       try {
         file.close();
-      } catch { /* closed by readExactly */ }
+      } catch { /* closed by readChunks */ }
     }
   }
 

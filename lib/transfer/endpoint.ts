@@ -57,8 +57,6 @@ export interface UploadTarget {
   reportError(text: string): void;
   /** Ends the session in order. */
   close(): Promise<void>;
-  /** We are being stopped (a signal): remove what a file in progress left, if we can, quickly. */
-  abort(): Promise<void>;
 }
 
 export type RemoteEntry =

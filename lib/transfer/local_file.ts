@@ -29,16 +29,17 @@ export async function listDir(path: string): Promise<string[]> {
 /** Bytes read from a local file per chunk. */
 const READ_CHUNK = 128 * 1024;
 
-/** Thrown by readExactly() when the file ends early or can't be read. */
+/** Thrown by readChunks() when the file can't be read, or ends before its announced size. */
 export class LocalReadError extends Error {}
 
 /**
- * Yields exactly `size` bytes of an open file in fresh chunks (the consumer may keep them), then
- * closes it. A file that shrank or can't be read throws LocalReadError.
+ * Yields an open file's bytes from its current position in fresh chunks (the consumer may keep
+ * them), then closes it: exactly `size` bytes when given (a file that shrank throws
+ * LocalReadError), else up to its end.
  */
-export async function* readExactly(file: Deno.FsFile, size: number): AsyncGenerator<Uint8Array> {
+export async function* readChunks(file: Deno.FsFile, size?: number): AsyncGenerator<Uint8Array> {
   try {
-    let left = size;
+    let left = size ?? Infinity;
     while (left > 0) {
       const buf = new Uint8Array(Math.min(READ_CHUNK, left));
       let n: number | null;
@@ -47,7 +48,10 @@ export async function* readExactly(file: Deno.FsFile, size: number): AsyncGenera
       } catch (e) {
         throw new LocalReadError(errorMessage(e));
       }
-      if (n === null || n === 0) throw new LocalReadError("file shrank while being read");
+      if (n === null || n === 0) {
+        if (size === undefined) return;
+        throw new LocalReadError("file shrank while being read");
+      }
       left -= n;
       yield n === buf.length ? buf : buf.subarray(0, n);
     }

@@ -15,6 +15,7 @@ import { parseRemoteSpec, remoteColon, type RemoteSpec } from "./paths.ts";
 import { listDirectory, SftpDownloadSource, SftpUploadTarget } from "./sftp_endpoint.ts";
 import { lsCommand, startFileTransfer, type TransferSession } from "./session.ts";
 import { SftpError } from "../sftp/client.ts";
+import { Temporaries } from "./temporaries.ts";
 
 export type PscpJob =
   | { kind: "upload"; sources: string[]; remote: RemoteSpec }
@@ -69,9 +70,10 @@ export interface PscpIo {
   remoteStderr(data: Uint8Array): void;
 }
 
-/** A started run: the copy can be aborted (signals) to remove half-written local files. */
+/** A started run: it can be aborted (signals) to remove half-written files. */
 export class PscpRun {
-  private copier?: Copier;
+  /** Files being written under temporary names, local and remote. */
+  private readonly temporaries = new Temporaries();
 
   constructor(
     private readonly job: PscpJob,
@@ -100,11 +102,14 @@ export class PscpRun {
     if (session.kind === "scp") this.pumpStderr(session);
     const j = this.job;
     if (j.kind === "list") return await this.list(session, j.remote.path);
-    const copier = new Copier({
-      ...this.opts,
-      targetShouldBeDir: j.kind === "upload" && j.sources.length > 1,
-    }, this.io.reporter);
-    this.copier = copier;
+    const copier = new Copier(
+      {
+        ...this.opts,
+        targetShouldBeDir: j.kind === "upload" && j.sources.length > 1,
+      },
+      this.io.reporter,
+      this.temporaries,
+    );
     if (j.kind === "upload") {
       const target = await this.uploadTarget(session, j.remote.path, j.sources.length > 1);
       await copier.upload(j.sources, target);
@@ -117,8 +122,9 @@ export class PscpRun {
     }
   }
 
+  /** Removes the temporary files of the transfers in progress (the process is being stopped). */
   async abort(): Promise<void> {
-    await this.copier?.abort();
+    await this.temporaries.removeAll();
   }
 
   private pumpStderr(session: { channel: { stderr: ReadableStream<Uint8Array> } }): void {
@@ -133,7 +139,13 @@ export class PscpRun {
     shouldBeDir: boolean,
   ): Promise<UploadTarget> {
     if (s.kind === "sftp") {
-      return await SftpUploadTarget.start(s.sftp, path, shouldBeDir, this.io.reporter);
+      return await SftpUploadTarget.start(
+        s.sftp,
+        path,
+        shouldBeDir,
+        this.io.reporter,
+        this.temporaries,
+      );
     }
     return await ScpUploadTarget.start(s.channel, this.io.reporter);
   }

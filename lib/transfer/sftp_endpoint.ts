@@ -12,6 +12,7 @@ import {
   type SftpHandle,
 } from "../sftp/client.ts";
 import { download, upload } from "../sftp/transfer.ts";
+import { RemoteFileWriter } from "./remote_file.ts";
 import {
   type DownloadSource,
   FatalError,
@@ -23,7 +24,7 @@ import {
 } from "./endpoint.ts";
 import { errorMessage } from "./display.ts";
 import { lastComponent, vetFilename } from "./paths.ts";
-import { temporaryPath } from "./temporaries.ts";
+import type { Temporaries } from "./temporaries.ts";
 import { wildcardMatch, wildcardUnescape } from "./wildcard.ts";
 
 /** Remote `dir/name` as PuTTY builds it. */
@@ -45,21 +46,19 @@ function fileOr<T>(e: unknown, text: (msg: string) => string): T {
 // ----------------------------------------------------------------------------------------------
 
 /**
- * Uploads. Each file is written to ".<name>.<random>.pscp" in the target's directory and renamed
- * over the target once complete (posix-rename@openssh.com when offered, which replaces an
- * existing file atomically; else remove-then-rename). A failed transfer leaves the target as it
- * was; its temporary file is removed when the connection still allows.
+ * Uploads. Each file goes through a RemoteFileWriter: written to ".<name>.<random>.pscp" in the
+ * target's directory and renamed over the target once complete, so a failed transfer leaves the
+ * target as it was.
  */
 export class SftpUploadTarget implements UploadTarget {
   private stack: { path: string; isDir: boolean; mode: number; times?: FileMeta["times"] }[] = [];
-  /** The temporary file being written, if any. */
-  private writing?: { temp: string; handle: SftpHandle };
 
   private constructor(
     private readonly sftp: SftpClient,
     private path: string,
     private isDir: boolean,
     private readonly reporter: Reporter,
+    private readonly temporaries: Temporaries,
   ) {}
 
   /** scp_source_setup(): is the target a directory (as it must be for several sources)? */
@@ -68,6 +67,7 @@ export class SftpUploadTarget implements UploadTarget {
     target: string,
     shouldBeDir: boolean,
     reporter: Reporter,
+    temporaries: Temporaries,
   ): Promise<SftpUploadTarget> {
     let isDir = false;
     try {
@@ -78,7 +78,7 @@ export class SftpUploadTarget implements UploadTarget {
     if (shouldBeDir && !isDir) {
       throw new FatalError(`pscp: remote filespec ${target}: not a directory`);
     }
-    return new SftpUploadTarget(sftp, target, isDir, reporter);
+    return new SftpUploadTarget(sftp, target, isDir, reporter, temporaries);
   }
 
   private fullName(name: string): string {
@@ -91,95 +91,49 @@ export class SftpUploadTarget implements UploadTarget {
     data: AsyncIterable<Uint8Array>,
     onProgress: (done: number) => void,
   ): Promise<void> {
-    let full = this.fullName(name);
-    // Where the data really goes: through a symlink, as writing in place would; an existing
-    // file's permissions are kept (PuTTY's open with O_TRUNC keeps them).
-    let keepMode: number | undefined;
+    const full = this.fullName(name);
+    let out: RemoteFileWriter;
     try {
-      let st = await this.sftp.lstat(full);
-      if (st.permissions !== undefined && (st.permissions & 0o170000) === 0o120000) {
-        full = await this.sftp.realpath(full);
-        st = await this.sftp.stat(full);
-      }
-      if (isDirectory(st)) throw new FileError(`pscp: unable to open ${full}: is a directory`);
-      if (st.permissions !== undefined) keepMode = st.permissions & 0o7777;
-    } catch (e) {
-      if (!(e instanceof SftpError)) throw e;
-    }
-    const temp = temporaryPath(full, "pscp");
-    let handle: SftpHandle;
-    try {
-      handle = await this.sftp.open(temp, OPEN.WRITE | OPEN.CREAT | OPEN.EXCL, {
-        permissions: meta.mode,
+      out = await RemoteFileWriter.open(this.sftp, full, {
+        mode: meta.mode,
+        tool: "pscp",
+        temporaries: this.temporaries,
       });
     } catch (e) {
       return fileOr(e, (m) => `pscp: unable to open ${full}: ${m}`);
     }
-    this.writing = { temp, handle };
     try {
       try {
-        await upload(handle, data, { onProgress });
+        await upload(out.handle, data, { onProgress });
       } catch (e) {
         fileOr(e, (m) => `error while writing: ${m}`);
       }
-      const attrs: Attrs = {};
       if (meta.times) {
         // -p: exact permissions and times.
-        attrs.permissions = meta.mode;
-        attrs.atime = meta.times.atime;
-        attrs.mtime = meta.times.mtime;
-      } else if (keepMode !== undefined) {
-        attrs.permissions = keepMode;
-      }
-      if (Object.keys(attrs).length) {
         try {
-          await handle.fsetstat(attrs);
+          await out.handle.fsetstat({
+            permissions: meta.mode,
+            atime: meta.times.atime,
+            mtime: meta.times.mtime,
+          });
         } catch (e) {
           if (!(e instanceof SftpError)) throw e;
           this.reporter.error(`unable to set file times: ${e.message}`);
         }
       }
       try {
-        await handle.close();
+        await out.close();
       } catch (e) {
         fileOr(e, (m) => `error while writing: ${m}`);
       }
-      await this.replace(temp, full);
-    } catch (e) {
-      // Best effort: the connection may be gone, in which case the server keeps the temp file.
-      await handle.close().catch(() => {});
-      await this.sftp.remove(temp).catch(() => {});
-      throw e;
-    } finally {
-      this.writing = undefined;
-    }
-  }
-
-  async abort(): Promise<void> {
-    const w = this.writing;
-    if (!w) return;
-    const cleanup = (async () => {
-      await w.handle.close().catch(() => {});
-      await this.sftp.remove(w.temp).catch(() => {});
-    })();
-    // Don't hang on a server that has stopped answering.
-    await Promise.race([cleanup, new Promise((r) => setTimeout(r, 2000))]);
-  }
-
-  /** Moves the finished temporary file onto the target. */
-  private async replace(temp: string, full: string): Promise<void> {
-    try {
-      if (this.sftp.hasPosixRename) return await this.sftp.posixRename(temp, full);
       try {
-        return await this.sftp.rename(temp, full);
+        await out.commit();
       } catch (e) {
-        if (!(e instanceof SftpError)) throw e;
+        fileOr(e, (m) => `pscp: unable to rename ${out.tempPath} to ${out.target}: ${m}`);
       }
-      // SFTP v3 rename refuses to replace an existing file: remove it first.
-      await this.sftp.remove(full).catch(() => {});
-      await this.sftp.rename(temp, full);
-    } catch (e) {
-      fileOr(e, (m) => `pscp: unable to rename ${temp} to ${full}: ${m}`);
+    } finally {
+      // Best effort: the connection may be gone, in which case the server keeps the temp file.
+      await out.discard();
     }
   }
 

@@ -1,0 +1,175 @@
+/**
+ * Writing one file on the server over SFTP, for pscp and psftp: into a temporary file beside the
+ * target, renamed over it once complete (posix-rename@openssh.com when offered, which replaces
+ * an existing file atomically; else rename, removing an existing target first), so a failed
+ * transfer leaves the target as it was. The temporary file is removed on failure while the
+ * connection still allows.
+ */
+
+import { OPEN, type SftpClient, SftpError, type SftpHandle } from "../sftp/client.ts";
+import { type Temporaries, type Temporary, temporaryPath } from "./temporaries.ts";
+
+export interface RemoteFileWriterOptions {
+  /** Permission bits of a new file (the local file's). An existing file keeps its own. */
+  mode: number;
+  /** Writes into the existing file (reput): no temporary file, nothing truncated. */
+  resume?: boolean;
+  /** Ends the temporary file's name (".<name>.<random>.<tool>"). */
+  tool: string;
+  /** Where the temporary file is registered while it exists (removed if we are stopped). */
+  temporaries?: Temporaries;
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+/**
+ * An upload being written. A symbolic link is written through (the file it points to is
+ * replaced); an existing file's permissions are kept, as PuTTY's truncate-in-place keeps them.
+ * Written directly instead: targets that aren't regular files, a dangling link, an existing file
+ * in a directory that refuses new files, and a resumed file.
+ */
+export class RemoteFileWriter implements Temporary {
+  private finished = false;
+
+  private constructor(
+    private readonly sftp: SftpClient,
+    readonly handle: SftpHandle,
+    /** Where the data finally lands (a symlinked target resolved). */
+    readonly target: string,
+    /** The temporary file, when the data doesn't go straight to the target. */
+    readonly tempPath: string | undefined,
+    private readonly temporaries?: Temporaries,
+  ) {
+    if (tempPath !== undefined) temporaries?.add(this);
+  }
+
+  /**
+   * Opens where an upload to `target` goes. Throws SftpError when the server refuses, anything
+   * else when the connection fails.
+   */
+  static async open(
+    sftp: SftpClient,
+    target: string,
+    o: RemoteFileWriterOptions,
+  ): Promise<RemoteFileWriter> {
+    const direct = async (flags: number) =>
+      new RemoteFileWriter(
+        sftp,
+        await sftp.open(target, flags, { permissions: o.mode }),
+        target,
+        undefined,
+      );
+    if (o.resume) return await direct(OPEN.WRITE);
+    const inPlace = OPEN.WRITE | OPEN.CREAT | OPEN.TRUNC;
+    let real = target;
+    let keepMode: number | undefined;
+    try {
+      let st = await sftp.lstat(target);
+      if (st.permissions !== undefined && (st.permissions & S_IFMT) === S_IFLNK) {
+        try {
+          real = await sftp.realpath(target);
+          st = await sftp.stat(real);
+        } catch (e) {
+          if (!(e instanceof SftpError)) throw e;
+          return await direct(inPlace); // a dangling link: write through it, as opening it would
+        }
+      }
+      if (st.permissions === undefined || (st.permissions & S_IFMT) !== S_IFREG) {
+        return await direct(inPlace);
+      }
+      keepMode = st.permissions & 0o7777;
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+      // No such file: a new one.
+    }
+    const temp = temporaryPath(real, o.tool);
+    let handle: SftpHandle;
+    try {
+      handle = await sftp.open(temp, OPEN.WRITE | OPEN.CREAT | OPEN.EXCL, {
+        permissions: keepMode ?? o.mode,
+      });
+    } catch (e) {
+      if (!(e instanceof SftpError) || keepMode === undefined) throw e;
+      // The directory refuses new files: write the existing file in place.
+      return await direct(inPlace);
+    }
+    const w = new RemoteFileWriter(sftp, handle, real, temp, o.temporaries);
+    if (keepMode !== undefined) {
+      // Exactly the old bits (the server's umask applied to those given to open).
+      try {
+        await handle.fsetstat({ permissions: keepMode });
+      } catch (e) {
+        if (!(e instanceof SftpError)) {
+          await w.discard();
+          throw e;
+        }
+      }
+    }
+    return w;
+  }
+
+  /** Closes the file. A write error the server held back may surface here (SftpError). */
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+
+  /**
+   * Renames a temporary file over the target (after close()). Throws SftpError if the server
+   * refuses; the caller then discard()s.
+   */
+  async commit(): Promise<void> {
+    await this.close();
+    const temp = this.tempPath;
+    if (temp !== undefined) {
+      if (this.sftp.hasPosixRename) {
+        await this.sftp.posixRename(temp, this.target);
+      } else {
+        await renameReplacing(this.sftp, temp, this.target);
+      }
+    }
+    this.finished = true;
+    this.temporaries?.delete(this);
+  }
+
+  /**
+   * Closes the file and removes a temporary file (best effort; nothing once committed). The two
+   * requests go out together and queue behind the writes in flight.
+   */
+  async discard(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    this.temporaries?.delete(this);
+    const temp = this.tempPath;
+    await Promise.all([
+      this.handle.close().catch(() => {}),
+      temp !== undefined ? this.sftp.remove(temp).catch(() => {}) : undefined,
+    ]);
+  }
+
+  remove(): Promise<void> {
+    return this.discard();
+  }
+}
+
+/** Plain SFTP rename refuses to replace a file: remove the old one first. */
+async function renameReplacing(sftp: SftpClient, from: string, to: string): Promise<void> {
+  try {
+    await sftp.rename(from, to);
+  } catch (e) {
+    if (!(e instanceof SftpError) || !await exists(sftp, to)) throw e;
+    await sftp.remove(to);
+    await sftp.rename(from, to);
+  }
+}
+
+async function exists(sftp: SftpClient, path: string): Promise<boolean> {
+  try {
+    await sftp.stat(path);
+    return true;
+  } catch (e) {
+    if (!(e instanceof SftpError)) throw e;
+    return false;
+  }
+}
