@@ -6,28 +6,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseCommandLine, PLINK } from "../lib/config/options.ts";
-import { connect, type Connected, type Interaction } from "../lib/connect.ts";
 import { FX, isDirectory, isRegularFile, OPEN, SftpClient, SftpError } from "../lib/sftp/client.ts";
 import { download, upload } from "../lib/sftp/transfer.ts";
-import { type Sshd, startSshd } from "./fixtures/sshd.ts";
+import { startSshd } from "./fixtures/sshd.ts";
+import { connectTo } from "./fixtures/connect.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
-
-const quiet: Interaction = {
-  log: () => {},
-  warn: () => {},
-  prompt: () => Promise.resolve(undefined),
-  confirmHostKey: () => Promise.resolve("no"),
-};
-
-function connectTo(s: Sshd, share: boolean): Promise<Connected> {
-  const args = ["-batch", "-hostkey", s.hostKeyFingerprint, "-i", s.userKeyPpk];
-  if (share) args.push("-share");
-  args.push("-P", String(s.port), `${s.user}@${s.host}`);
-  const cfg = parseCommandLine(PLINK, args, { env: (n) => s.env[n] ?? Deno.env.get(n) }).config;
-  return connect({ config: cfg, mayBeUpstream: true, ui: quiet });
-}
 
 async function sha256(data: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));

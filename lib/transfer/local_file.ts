@@ -62,6 +62,37 @@ export async function* readChunks(file: Deno.FsFile, size?: number): AsyncGenera
   }
 }
 
+type Found =
+  | { kind: "none" | "dangling" | "other" }
+  | { kind: "file"; real: string; mode: number };
+
+/**
+ * What is at `target`: nothing, a dangling link, a regular file (through links), or something
+ * else (a device, a FIFO). A directory throws.
+ */
+async function inspect(target: string): Promise<Found> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.lstat(target);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { kind: "none" };
+    throw e;
+  }
+  let real = target;
+  if (st.isSymlink) {
+    try {
+      real = await Deno.realPath(target);
+      st = await Deno.stat(real);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return { kind: "dangling" };
+      throw e;
+    }
+  }
+  if (st.isDirectory) throw new Deno.errors.IsADirectory(`${target}: is a directory`);
+  if (!st.isFile) return { kind: "other" };
+  return { kind: "file", real, mode: (st.mode ?? 0o666) & 0o7777 };
+}
+
 /** Attributes a finished download is given (pscp -p). */
 export interface LocalFileAttrs {
   /** Exact permission bits. */
@@ -125,25 +156,12 @@ export class LocalFileWriter implements Temporary {
       const file = await Deno.open(target, { append: true });
       return new LocalFileWriter(file, target, (await file.stat()).size, undefined, true);
     }
-    let real = target;
-    let keepMode: number | undefined;
-    try {
-      const st = await Deno.lstat(target);
-      if (st.isSymlink) {
-        try {
-          real = await Deno.realPath(target);
-        } catch {
-          return await direct(true); // a dangling link: write through it, as opening it would
-        }
-      }
-      const info = st.isSymlink ? await Deno.stat(real) : st;
-      if (info.isDirectory) throw new Deno.errors.IsADirectory(`${target}: is a directory`);
-      if (!info.isFile) return await direct(false);
-      keepMode = (info.mode ?? 0o666) & 0o7777;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-      // No such file: a new one.
-    }
+    const found = await inspect(target);
+    // A dangling link is written through, as opening it would; devices and FIFOs in place.
+    if (found.kind === "dangling") return await direct(true);
+    if (found.kind === "other") return await direct(false);
+    const real = found.kind === "file" ? found.real : target;
+    const keepMode = found.kind === "file" ? found.mode : undefined;
     for (let attempt = 0;; attempt++) {
       const temp = temporaryPath(real, o.tool);
       let file: Deno.FsFile;

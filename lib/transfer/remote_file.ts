@@ -6,7 +6,7 @@
  * connection still allows.
  */
 
-import { OPEN, type SftpClient, SftpError, type SftpHandle } from "../sftp/client.ts";
+import { type Attrs, OPEN, type SftpClient, SftpError, type SftpHandle } from "../sftp/client.ts";
 import { type Temporaries, type Temporary, temporaryPath } from "./temporaries.ts";
 
 export interface RemoteFileWriterOptions {
@@ -63,27 +63,11 @@ export class RemoteFileWriter implements Temporary {
       );
     if (o.resume) return await direct(OPEN.WRITE);
     const inPlace = OPEN.WRITE | OPEN.CREAT | OPEN.TRUNC;
-    let real = target;
-    let keepMode: number | undefined;
-    try {
-      let st = await sftp.lstat(target);
-      if (st.permissions !== undefined && (st.permissions & S_IFMT) === S_IFLNK) {
-        try {
-          real = await sftp.realpath(target);
-          st = await sftp.stat(real);
-        } catch (e) {
-          if (!(e instanceof SftpError)) throw e;
-          return await direct(inPlace); // a dangling link: write through it, as opening it would
-        }
-      }
-      if (st.permissions === undefined || (st.permissions & S_IFMT) !== S_IFREG) {
-        return await direct(inPlace);
-      }
-      keepMode = st.permissions & 0o7777;
-    } catch (e) {
-      if (!(e instanceof SftpError)) throw e;
-      // No such file: a new one.
-    }
+    const found = await inspect(sftp, target);
+    // A dangling link is written through, as opening it would; devices and the like in place.
+    if (found.kind === "dangling" || found.kind === "other") return await direct(inPlace);
+    const real = found.kind === "file" ? found.real : target;
+    const keepMode = found.kind === "file" ? found.mode : undefined;
     const temp = temporaryPath(real, o.tool);
     let handle: SftpHandle;
     try {
@@ -151,6 +135,35 @@ export class RemoteFileWriter implements Temporary {
   remove(): Promise<void> {
     return this.discard();
   }
+}
+
+type Found =
+  | { kind: "none" | "dangling" | "other" }
+  | { kind: "file"; real: string; mode: number };
+
+/** What is at `target`: nothing, a dangling link, a regular file (through links), or other. */
+async function inspect(sftp: SftpClient, target: string): Promise<Found> {
+  let st: Attrs;
+  try {
+    st = await sftp.lstat(target);
+  } catch (e) {
+    if (!(e instanceof SftpError)) throw e;
+    return { kind: "none" };
+  }
+  let real = target;
+  if (st.permissions !== undefined && (st.permissions & S_IFMT) === S_IFLNK) {
+    try {
+      real = await sftp.realpath(target);
+      st = await sftp.stat(real);
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+      return { kind: "dangling" };
+    }
+  }
+  if (st.permissions === undefined || (st.permissions & S_IFMT) !== S_IFREG) {
+    return { kind: "other" };
+  }
+  return { kind: "file", real, mode: st.permissions & 0o7777 };
 }
 
 /** Plain SFTP rename refuses to replace a file: remove the old one first. */
