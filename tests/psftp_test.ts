@@ -8,12 +8,14 @@ import { join } from "node:path";
 import process from "node:process";
 import { quoteWord, splitCommandLine } from "../lib/psftp/command_line.ts";
 import {
-  compareNames,
   isWildcard,
   remoteNameMatches,
   splitWildcardPath,
-} from "../lib/psftp/wildcard.ts";
-import { WildcardError, wildcardMatch, wildcardUnescape } from "../lib/transfer/wildcard.ts";
+  WildcardError,
+  wildcardMatch,
+  wildcardUnescape,
+} from "../lib/transfer/wildcard.ts";
+import { compareNames } from "../lib/transfer/paths.ts";
 import { localGlob, localWildcardKind } from "../lib/psftp/local_glob.ts";
 import { applyChmod, parseChmodMode } from "../lib/psftp/chmod_mode.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";

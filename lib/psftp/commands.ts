@@ -12,9 +12,13 @@ import { splitCommandLine } from "./command_line.ts";
 import { osErrorText, printable } from "../transfer/display.ts";
 import { generalGet, generalPut } from "./file_transfer.ts";
 import type { CommandResult, PsftpSession } from "./session.ts";
-import { lastComponent } from "../transfer/paths.ts";
-import { wildcardUnescape } from "../transfer/wildcard.ts";
-import { compareNames, remoteNameMatches, splitWildcardPath } from "./wildcard.ts";
+import { compareNames, lastComponent } from "../transfer/paths.ts";
+import {
+  isWildcard,
+  remoteNameMatches,
+  splitWildcardPath,
+  wildcardUnescape,
+} from "../transfer/wildcard.ts";
 
 type Handler = (s: PsftpSession, words: string[]) => CommandResult | Promise<CommandResult>;
 
@@ -161,7 +165,7 @@ async function cmdMv(s: PsftpSession, words: string[]): Promise<CommandResult> {
   }
   const dst = await s.canonify(words[words.length - 1]);
   const destIsDir = await s.isRemoteDirectory(dst);
-  if ((words.length > 3 || wildcardUnescape(words[1]) === undefined) && !destIsDir) {
+  if ((words.length > 3 || isWildcard(words[1])) && !destIsDir) {
     s.print("mv: multiple or wildcard arguments require the destination to be a directory\n");
     return "failed";
   }

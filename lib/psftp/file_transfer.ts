@@ -23,9 +23,8 @@ import {
   readChunks,
 } from "../transfer/local_file.ts";
 import { RemoteFileWriter } from "../transfer/remote_file.ts";
-import { dirFileCat, lastComponent, vetFilename } from "../transfer/paths.ts";
-import { wildcardUnescape } from "../transfer/wildcard.ts";
-import { compareNames } from "./wildcard.ts";
+import { compareNames, dirFileCat, lastComponent, vettedNames } from "../transfer/paths.ts";
+import { isWildcard } from "../transfer/wildcard.ts";
 
 /** The options of get/put and friends: -r and --. Undefined (after a message) if bad. */
 function transferOptions(
@@ -98,7 +97,7 @@ export function generalGet(
     s,
     words,
     multiple,
-    (arg) => wildcardUnescape(arg) === undefined ? s.matchRemote(arg) : [arg],
+    (arg) => isWildcard(arg) ? s.matchRemote(arg) : [arg],
     async (name, target, recurse) =>
       await getFile(s, await s.canonify(name), target ?? lastComponent(name), recurse, restart),
   );
@@ -224,15 +223,7 @@ async function getDirectory(
     s.print(`${printable(fname)}: unable to open directory: ${e.message}\n`);
     return false;
   }
-  const names: string[] = [];
-  for (const { name } of entries) {
-    if (name === "." || name === "..") continue;
-    if (!vetFilename(name)) {
-      s.print(`ignoring potentially dangerous server-supplied filename '${printable(name)}'\n`);
-    } else {
-      names.push(name);
-    }
-  }
+  const names = vettedNames(entries, (text) => s.print(printable(text) + "\n"));
   names.sort(compareNames);
   // Resuming: everything before the last file that exists locally is done already.
   let i = 0;

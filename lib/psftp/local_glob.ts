@@ -6,7 +6,7 @@
  */
 
 import { WildcardError, wildcardMatch, wildcardUnescape } from "../transfer/wildcard.ts";
-import { compareNames } from "./wildcard.ts";
+import { compareNames } from "../transfer/paths.ts";
 
 export type LocalWildcardKind = "filename" | "wildcard" | "nonexistent";
 

@@ -10,10 +10,9 @@
 
 import { type Attrs, type SftpClient, SftpError } from "../sftp/client.ts";
 import { errorMessage, printable } from "../transfer/display.ts";
-import { vetFilename } from "../transfer/paths.ts";
+import { vettedNames } from "../transfer/paths.ts";
 import { Temporaries } from "../transfer/temporaries.ts";
-import { wildcardUnescape } from "../transfer/wildcard.ts";
-import { remoteNameMatches, splitWildcardPath } from "./wildcard.ts";
+import { remoteNameMatches, splitWildcardPath, wildcardUnescape } from "../transfer/wildcard.ts";
 
 export interface PsftpOutput {
   /** Standard output (psftp's printf). */
@@ -177,14 +176,7 @@ export class PsftpSession {
       return undefined;
     }
     const out: string[] = [];
-    for (const { name } of entries) {
-      if (name === "." || name === "..") continue;
-      if (!vetFilename(name)) {
-        this.print(
-          `ignoring potentially dangerous server-supplied filename '${printable(name)}'\n`,
-        );
-        continue;
-      }
+    for (const name of vettedNames(entries, (text) => this.print(printable(text) + "\n"))) {
       if (!remoteNameMatches(wildcard, name)) continue;
       out.push(dir + (dir === "" || dir.endsWith("/") ? "" : "/") + name);
     }

@@ -1,7 +1,7 @@
 /**
- * How pscp reads its file arguments and names files (pscp.c and unix/sftp.c in PuTTY 0.78):
- * which arguments are remote, the user/host/path in them, and the name checks that stop a server
- * from writing outside the target area.
+ * How pscp and psftp read file arguments and names (pscp.c, psftp.c and unix/sftp.c in PuTTY
+ * 0.78): which arguments are remote, the user/host/path in them, the name checks that stop a
+ * server from writing outside the target area, and PuTTY's name order.
  */
 
 import { hostStrchr } from "../config/sessions.ts";
@@ -63,6 +63,34 @@ export function isDots(name: string): boolean {
 /** vet_filename(): a name a server may give us from a directory listing. */
 export function vetFilename(name: string): boolean {
   return !name.includes("/") && name !== "." && name !== "..";
+}
+
+/**
+ * The names of a server's directory listing that may be used here: without "." and "..", and
+ * without those vet_filename() refuses, each reported to `warn` in PuTTY's words.
+ */
+export function vettedNames(
+  entries: readonly { name: string }[],
+  warn: (text: string) => void,
+): string[] {
+  const out: string[] = [];
+  for (const { name } of entries) {
+    if (name === "." || name === "..") continue;
+    if (vetFilename(name)) out.push(name);
+    else warn(`ignoring potentially dangerous server-supplied filename '${name}'`);
+  }
+  return out;
+}
+
+/** PuTTY's strcmp order on names: byte order of UTF-8, i.e. code point order. */
+export function compareNames(a: string, b: string): number {
+  const x = [...a];
+  const y = [...b];
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) {
+    if (x[i] !== y[i]) return x[i].codePointAt(0)! - y[i].codePointAt(0)!;
+  }
+  return x.length - y.length;
 }
 
 /** dir_file_cat(): `dir/file`, without doubling a trailing slash. */

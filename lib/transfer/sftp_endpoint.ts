@@ -23,9 +23,9 @@ import {
   type UploadTarget,
 } from "./endpoint.ts";
 import { errorMessage } from "./display.ts";
-import { lastComponent, vetFilename } from "./paths.ts";
+import { compareNames, lastComponent, vettedNames } from "./paths.ts";
 import type { Temporaries } from "./temporaries.ts";
-import { wildcardMatch, wildcardUnescape } from "./wildcard.ts";
+import { splitWildcardPath, wildcardMatch, wildcardUnescape } from "./wildcard.ts";
 
 /** Remote `dir/name` as PuTTY builds it. */
 function remoteJoin(dir: string, name: string): string {
@@ -230,16 +230,13 @@ export class SftpDownloadSource implements DownloadSource {
   ): SftpDownloadSource | undefined {
     const plain = wildcardUnescape(source);
     if (plain !== undefined) return new SftpDownloadSource(sftp, plain, undefined, opts, reporter);
-    const slash = source.lastIndexOf("/");
-    const wildcard = source.slice(slash + 1);
-    let dir = source.slice(0, slash + 1);
-    if (dir.length >= 2) dir = dir.slice(0, -1);
-    else if (dir === "") dir = ".";
-    const dirPlain = wildcardUnescape(dir);
-    if (dirPlain === undefined) {
+    const { dir, wildcard } = splitWildcardPath(source);
+    if (dir === undefined) {
       reporter.error(`${source}: multiple-level wildcards unsupported`);
       return undefined;
     }
+    // An empty directory part is the root ("/x*") or the current directory ("x*").
+    const dirPlain = wildcardUnescape(dir || (source.startsWith("/") ? "/" : "."))!;
     return new SftpDownloadSource(sftp, dirPlain, wildcard, opts, reporter);
   }
 
@@ -313,12 +310,7 @@ export class SftpDownloadSource implements DownloadSource {
       }
       let names: string[];
       try {
-        names = (await this.sftp.readdir(fname)).map((e) => e.name).filter((n) => {
-          if (n === "." || n === "..") return false;
-          if (vetFilename(n)) return true;
-          this.reporter.warn(`ignoring potentially dangerous server-supplied filename '${n}'`);
-          return false;
-        });
+        names = vettedNames(await this.sftp.readdir(fname), (text) => this.reporter.warn(text));
       } catch (e) {
         if (!(e instanceof SftpError)) throw e;
         this.reporter.error(`pscp: unable to open directory ${fname}: ${e.message}`);
@@ -383,6 +375,6 @@ export class SftpDownloadSource implements DownloadSource {
 /** pscp -ls over SFTP: the directory's long names, sorted by file name (PuTTY's order). */
 export async function listDirectory(sftp: SftpClient, dir: string): Promise<string[]> {
   const entries = await sftp.readdir(dir);
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  entries.sort((a, b) => compareNames(a.name, b.name));
   return entries.map((e) => e.longname);
 }

@@ -88,6 +88,36 @@ function matchClass(p: string[], at: number, ch: string): { matched: boolean; ne
   return { matched: matched !== invert, next: i + 1 };
 }
 
+/** Whether an argument has an unescaped wildcard character. */
+export function isWildcard(name: string): boolean {
+  return wildcardUnescape(name) === undefined;
+}
+
+/**
+ * PuTTY's wc_match as psftp uses it: a malformed pattern counts as a match (wc_match returns a
+ * non-zero error code there). pscp's SFTP downloads refuse one instead.
+ */
+export function remoteNameMatches(wildcard: string, name: string): boolean {
+  try {
+    return wildcardMatch(wildcard, name);
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Splits "dir/part/wild*" into the directory part (as given, without its trailing slash) and the
+ * last component, as psftp's ls and wildcard matching and pscp's SFTP downloads do. `dir` is
+ * undefined when the directory part itself contains wildcards ("Multiple-level wildcards are not
+ * supported").
+ */
+export function splitWildcardPath(name: string): { dir: string | undefined; wildcard: string } {
+  const wildcard = name.slice(name.lastIndexOf("/") + 1);
+  let dir = name.slice(0, name.length - wildcard.length);
+  if (dir.endsWith("/")) dir = dir.slice(0, -1);
+  return { dir: isWildcard(dir) ? undefined : dir, wildcard };
+}
+
 /**
  * wc_unescape(): the plain name a pattern stands for, or undefined if it has a real wildcard
  * (`*`, `?`, `[` or `]` not escaped). A trailing lone backslash is dropped.
