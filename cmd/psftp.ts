@@ -238,29 +238,15 @@ export async function main(args: string[]): Promise<number> {
       });
     } else {
       const reader = terminal ?? new PlainReader();
-      code = await runInteractive(session, (prompt) => readUnlessLost(session, reader, prompt));
+      // PuTTY's psftp dies at the prompt if the connection does.
+      code = await runInteractive(
+        session,
+        (prompt) => session.unlessConnectionLost(reader.readLine(prompt)),
+      );
     }
     await session.close();
     return code;
   } catch (e) {
     return await stop(1, e instanceof FatalError ? e.message : errorText(e));
   }
-}
-
-/**
- * Waits for the next command line, but gives up (fatally, as PuTTY does) if the connection dies
- * while we wait.
- */
-async function readUnlessLost(
-  session: PsftpSession,
-  reader: { readLine(prompt: string): Promise<string | undefined> },
-  prompt: string,
-): Promise<string | undefined> {
-  const link = session.link;
-  if (!link) return await reader.readLine(prompt);
-  const lost = link.sftp.closed.then((e) => {
-    if (e && session.link === link) throw new FatalError(e.message);
-    return new Promise<never>(() => {});
-  });
-  return await Promise.race([reader.readLine(prompt), lost]);
 }

@@ -118,6 +118,20 @@ export class PsftpSession {
   }
 
   /**
+   * Waits for `pending` (the next command line, say), but throws FatalError if the connection
+   * dies meanwhile.
+   */
+  async unlessConnectionLost<T>(pending: Promise<T>): Promise<T> {
+    const link = this.link;
+    if (!link) return await pending;
+    const lost = link.sftp.closed.then((e) => {
+      if (e && this.link === link) throw new FatalError(e.message);
+      return new Promise<never>(() => {});
+    });
+    return await Promise.race([pending, lost]);
+  }
+
+  /**
    * Turns an error from the SFTP layer that is not a status reply (the connection or channel
    * died, the server broke the protocol) into a FatalError.
    */
