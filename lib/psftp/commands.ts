@@ -12,7 +12,7 @@ import { splitCommandLine } from "./command_line.ts";
 import { osErrorText, printable } from "../transfer/display.ts";
 import { generalGet, generalPut } from "./file_transfer.ts";
 import type { CommandResult, PsftpSession } from "./session.ts";
-import { compareNames, lastComponent } from "../transfer/paths.ts";
+import { compareNames, lastComponent, remoteJoin } from "../transfer/paths.ts";
 import {
   isWildcard,
   remoteNameMatches,
@@ -170,7 +170,7 @@ async function cmdMv(s: PsftpSession, words: string[]): Promise<CommandResult> {
     return "failed";
   }
   const move = async (src: string): Promise<boolean> => {
-    const target = destIsDir ? await s.canonify(`${dst}/${lastComponent(src)}`) : dst;
+    const target = destIsDir ? await s.canonify(remoteJoin(dst, lastComponent(src))) : dst;
     try {
       await s.sftp.rename(src, target);
     } catch (e) {

@@ -9,6 +9,7 @@
 import type { ParsedCommandLine } from "../config/options.ts";
 import { connect, type Interaction } from "../connect.ts";
 import { SftpClient } from "../sftp/client.ts";
+import { splitUserHost } from "../transfer/paths.ts";
 import type { SftpLink } from "./session.ts";
 
 export async function connectSftp(
@@ -17,10 +18,8 @@ export async function connectSftp(
   port: number,
   ui: Interaction,
 ): Promise<SftpLink> {
-  const at = userhost.lastIndexOf("@");
-  const host = at < 0 ? userhost : userhost.slice(at + 1);
-  const user = at < 0 ? undefined : userhost.slice(0, at);
-  const config = parsed.forHost(host, user || undefined);
+  const { host, user } = splitUserHost(userhost);
+  const config = parsed.forHost(host, user);
   if (port) config.port = port;
   const connected = await connect({ config, mayBeUpstream: false, ui });
   let sftp: SftpClient;

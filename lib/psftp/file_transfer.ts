@@ -23,7 +23,13 @@ import {
   readChunks,
 } from "../transfer/local_file.ts";
 import { RemoteFileWriter } from "../transfer/remote_file.ts";
-import { compareNames, dirFileCat, lastComponent, vettedNames } from "../transfer/paths.ts";
+import {
+  compareNames,
+  dirFileCat,
+  lastComponent,
+  remoteJoin,
+  vettedNames,
+} from "../transfer/paths.ts";
 import { isWildcard } from "../transfer/wildcard.ts";
 
 /** The options of get/put and friends: -r and --. Undefined (after a message) if bad. */
@@ -234,7 +240,7 @@ async function getDirectory(
   for (; i < names.length; i++) {
     const ok = await getFile(
       s,
-      `${fname}/${names[i]}`,
+      remoteJoin(fname, names[i]),
       dirFileCat(outfname, names[i]),
       true,
       restart,
@@ -378,14 +384,14 @@ async function putDirectory(
   names.sort(compareNames);
   let i = 0;
   if (restart) {
-    while (i < names.length && await remoteStat(s, `${outfname}/${names[i]}`)) i++;
+    while (i < names.length && await remoteStat(s, remoteJoin(outfname, names[i]))) i++;
     if (i > 0) i--;
   }
   for (; i < names.length; i++) {
     const ok = await putFile(
       s,
       dirFileCat(fname, names[i]),
-      `${outfname}/${names[i]}`,
+      remoteJoin(outfname, names[i]),
       true,
       restart,
     );

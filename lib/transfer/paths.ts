@@ -18,6 +18,13 @@ export function remoteColon(arg: string): number {
   return i >= 0 && arg[i] === ":" ? i : -1;
 }
 
+/** "[user@]host": the user is before the last '@' (undefined when absent or empty). */
+export function splitUserHost(userHost: string): { host: string; user?: string } {
+  const at = userHost.lastIndexOf("@");
+  if (at < 0) return { host: userHost };
+  return { host: userHost.slice(at + 1), user: userHost.slice(0, at) || undefined };
+}
+
 export interface RemoteSpec {
   host: string;
   /** From "user@host" (the last '@'); undefined when absent or empty. */
@@ -30,12 +37,7 @@ export interface RemoteSpec {
 export function parseRemoteSpec(arg: string): RemoteSpec {
   const c = remoteColon(arg);
   if (c < 0) throw new Error(`not a remote path: ${arg}`);
-  const userHost = arg.slice(0, c);
-  const path = arg.slice(c + 1) || ".";
-  const at = userHost.lastIndexOf("@");
-  if (at < 0) return { host: userHost, path };
-  const user = userHost.slice(0, at);
-  return { host: userHost.slice(at + 1), user: user || undefined, path };
+  return { ...splitUserHost(arg.slice(0, c)), path: arg.slice(c + 1) || "." };
 }
 
 /** stripslashes(): the part after the last '/'. */
@@ -91,6 +93,11 @@ export function compareNames(a: string, b: string): number {
     if (x[i] !== y[i]) return x[i].codePointAt(0)! - y[i].codePointAt(0)!;
   }
   return x.length - y.length;
+}
+
+/** A remote `dir/name` as PuTTY's dupcat(dir, "/", name) builds it (a slash even after one). */
+export function remoteJoin(dir: string, name: string): string {
+  return `${dir}/${name}`;
 }
 
 /** dir_file_cat(): `dir/file`, without doubling a trailing slash. */

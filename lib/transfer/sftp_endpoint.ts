@@ -23,14 +23,9 @@ import {
   type UploadTarget,
 } from "./endpoint.ts";
 import { errorMessage } from "./display.ts";
-import { compareNames, lastComponent, vettedNames } from "./paths.ts";
+import { compareNames, lastComponent, remoteJoin, vettedNames } from "./paths.ts";
 import type { Temporaries } from "./temporaries.ts";
 import { splitWildcardPath, wildcardMatch, wildcardUnescape } from "./wildcard.ts";
-
-/** Remote `dir/name` as PuTTY builds it. */
-function remoteJoin(dir: string, name: string): string {
-  return `${dir}/${name}`;
-}
 
 function timesOf(a: Attrs, preserve: boolean): FileMeta["times"] {
   if (!preserve || a.mtime === undefined || a.atime === undefined) return undefined;
@@ -110,16 +105,7 @@ export class SftpUploadTarget implements UploadTarget {
       }
       if (meta.times) {
         // -p: exact permissions and times.
-        try {
-          await out.handle.fsetstat({
-            permissions: meta.mode,
-            atime: meta.times.atime,
-            mtime: meta.times.mtime,
-          });
-        } catch (e) {
-          if (!(e instanceof SftpError)) throw e;
-          this.reporter.error(`unable to set file times: ${e.message}`);
-        }
+        await this.preserve((a) => out.handle.fsetstat(a), meta.mode, meta.times);
       }
       try {
         await out.close();
@@ -166,16 +152,21 @@ export class SftpUploadTarget implements UploadTarget {
     this.path = top.path;
     this.isDir = top.isDir;
     if (top.times) {
-      try {
-        await this.sftp.setstat(full, {
-          permissions: top.mode,
-          atime: top.times.atime,
-          mtime: top.times.mtime,
-        });
-      } catch (e) {
-        if (!(e instanceof SftpError)) throw e;
-        this.reporter.error(`unable to set file times: ${e.message}`);
-      }
+      await this.preserve((a) => this.sftp.setstat(full, a), top.mode, top.times);
+    }
+  }
+
+  /** -p: exact permissions and times, by `set`; a refusal is reported and the copy goes on. */
+  private async preserve(
+    set: (a: Attrs) => Promise<void>,
+    mode: number,
+    times: NonNullable<FileMeta["times"]>,
+  ): Promise<void> {
+    try {
+      await set({ permissions: mode, atime: times.atime, mtime: times.mtime });
+    } catch (e) {
+      if (!(e instanceof SftpError)) throw e;
+      this.reporter.error(`unable to set file times: ${e.message}`);
     }
   }
 
