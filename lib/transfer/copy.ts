@@ -7,7 +7,8 @@
  *
  * Deliberate differences from PuTTY 0.78, all where it loses data or contradicts its own intent:
  *  - downloads go to a temporary file renamed over the target when complete (PuTTY truncates the
- *    target first); SFTP uploads likewise (lib/transfer/sftp_endpoint.ts);
+ *    target first); SFTP uploads likewise (lib/transfer/local_file.ts, remote_file.ts, which
+ *    psftp uses too);
  *  - a file the server reports failing after sending it (SCP "\1" status) is discarded;
  *  - a directory created for an upload is a directory target for its contents (PuTTY's SFTP mode
  *    tries to write every file of `pscp -r dir host:newname` onto "newname" itself);
