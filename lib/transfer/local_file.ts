@@ -5,7 +5,13 @@
  */
 
 import { errorMessage } from "./display.ts";
-import { type Temporaries, type Temporary, temporaryPath } from "./temporaries.ts";
+import {
+  type ExistingTarget,
+  type Temporaries,
+  type Temporary,
+  type TemporaryOptions,
+  temporaryPath,
+} from "./temporaries.ts";
 
 export type LocalType = "file" | "dir" | "other";
 
@@ -62,15 +68,11 @@ export async function* readChunks(file: Deno.FsFile, size?: number): AsyncGenera
   }
 }
 
-type Found =
-  | { kind: "none" | "dangling" | "other" }
-  | { kind: "file"; real: string; mode: number };
-
 /**
  * What is at `target`: nothing, a dangling link, a regular file (through links), or something
  * else (a device, a FIFO). A directory throws.
  */
-async function inspect(target: string): Promise<Found> {
+async function inspect(target: string): Promise<ExistingTarget> {
   let st: Deno.FileInfo;
   try {
     st = await Deno.lstat(target);
@@ -101,7 +103,7 @@ export interface LocalFileAttrs {
   times?: { mtime: number; atime: number };
 }
 
-export interface LocalFileWriterOptions {
+export interface LocalFileWriterOptions extends TemporaryOptions {
   /**
    * Permission bits of a new file (the remote file's): the umask applies to the rwx bits;
    * set-id and sticky bits are kept, as open(2) keeps them. An existing file keeps its own.
@@ -109,10 +111,6 @@ export interface LocalFileWriterOptions {
   mode: number;
   /** Appends to the existing file from its end (reget): no temporary file. */
   resume?: boolean;
-  /** Ends the temporary file's name (".<name>.<random>.<tool>"). */
-  tool: string;
-  /** Where the temporary file is registered while it exists (removed if we are stopped). */
-  temporaries?: Temporaries;
 }
 
 /**

@@ -7,17 +7,19 @@
  */
 
 import { type Attrs, OPEN, type SftpClient, SftpError, type SftpHandle } from "../sftp/client.ts";
-import { type Temporaries, type Temporary, temporaryPath } from "./temporaries.ts";
+import {
+  type ExistingTarget,
+  type Temporaries,
+  type Temporary,
+  type TemporaryOptions,
+  temporaryPath,
+} from "./temporaries.ts";
 
-export interface RemoteFileWriterOptions {
+export interface RemoteFileWriterOptions extends TemporaryOptions {
   /** Permission bits of a new file (the local file's). An existing file keeps its own. */
   mode: number;
   /** Writes into the existing file (reput): no temporary file, nothing truncated. */
   resume?: boolean;
-  /** Ends the temporary file's name (".<name>.<random>.<tool>"). */
-  tool: string;
-  /** Where the temporary file is registered while it exists (removed if we are stopped). */
-  temporaries?: Temporaries;
 }
 
 const S_IFMT = 0o170000;
@@ -137,12 +139,8 @@ export class RemoteFileWriter implements Temporary {
   }
 }
 
-type Found =
-  | { kind: "none" | "dangling" | "other" }
-  | { kind: "file"; real: string; mode: number };
-
 /** What is at `target`: nothing, a dangling link, a regular file (through links), or other. */
-async function inspect(sftp: SftpClient, target: string): Promise<Found> {
+async function inspect(sftp: SftpClient, target: string): Promise<ExistingTarget> {
   let st: Attrs;
   try {
     st = await sftp.lstat(target);

@@ -24,6 +24,22 @@ export function temporaryPath(path: string, tool: string): string {
   return `${prefix}.${name}.${tag}.${tool}`;
 }
 
+/** How a file writer names and registers its temporary file. */
+export interface TemporaryOptions {
+  /** Ends the temporary file's name (".<name>.<random>.<tool>"). */
+  tool: string;
+  /** Where the temporary file is registered while it exists (removed if we are stopped). */
+  temporaries?: Temporaries;
+}
+
+/**
+ * What a file writer finds at its target (local or remote): nothing, a dangling link, a regular
+ * file (`real` with links resolved, and its permission bits), or something else.
+ */
+export type ExistingTarget =
+  | { kind: "none" | "dangling" | "other" }
+  | { kind: "file"; real: string; mode: number };
+
 /** A file being written under a temporary name. */
 export interface Temporary {
   /** Stops writing it and removes it (best effort: never throws). */
