@@ -13,6 +13,19 @@ import { VERSION } from "../lib/version.ts";
 
 const enc = new TextEncoder();
 
+/** Writes text to stdout, whole; quietly stops if stdout has gone (e.g. `| head`). */
+export function writeOut(text: string): void {
+  const data = enc.encode(text);
+  let at = 0;
+  while (at < data.length) {
+    try {
+      at += Deno.stdout.writeSync(data.subarray(at));
+    } catch {
+      return; // stdout gone
+    }
+  }
+}
+
 export function writeErr(text: string): void {
   try {
     Deno.stderr.writeSync(enc.encode(text));

@@ -12,7 +12,7 @@ import { printable } from "../lib/transfer/display.ts";
 import { ProgressLine } from "../lib/transfer/progress.ts";
 import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/transfer/pscp.ts";
 import { VERSION } from "../lib/version.ts";
-import { consoleInteraction, errorText, fatal, writeErr } from "./console.ts";
+import { consoleInteraction, errorText, fatal, writeErr, writeOut } from "./console.ts";
 
 const USAGE = `PuTTY Secure Copy client (puttykit ${VERSION})
 Usage: pscp [options] [user@]host:source target
@@ -52,14 +52,6 @@ Options:
   -sshrawlog file
             log protocol details to a file
 `;
-
-const enc = new TextEncoder();
-
-function writeOut(text: string): void {
-  const data = enc.encode(text);
-  let off = 0;
-  while (off < data.length) off += Deno.stdout.writeSync(data.subarray(off));
-}
 
 /** PuTTY's cmdline_error(). */
 function cmdlineError(message: string): never {

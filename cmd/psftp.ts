@@ -11,7 +11,7 @@ import { batchLines, runBatch, runInteractive } from "../lib/psftp/command_loop.
 import { LineEditor } from "../lib/psftp/line_editor.ts";
 import { FatalError, type PsftpOutput, PsftpSession } from "../lib/psftp/session.ts";
 import { VERSION } from "../lib/version.ts";
-import { consoleInteraction, errorText, writeErr } from "./console.ts";
+import { consoleInteraction, errorText, writeErr, writeOut } from "./console.ts";
 
 const USAGE = `PuTTY Secure File Transfer (SFTP) client
 puttykit ${VERSION}
@@ -51,20 +51,6 @@ Options:
             control what happens when a log file already exists
   -share    enable use of connection sharing (as a downstream of a live upstream)
 `;
-
-const enc = new TextEncoder();
-
-function writeOut(text: string): void {
-  const data = enc.encode(text);
-  let at = 0;
-  while (at < data.length) {
-    try {
-      at += Deno.stdout.writeSync(data.subarray(at));
-    } catch {
-      return; // stdout gone
-    }
-  }
-}
 
 const output: PsftpOutput = { print: writeOut, error: writeErr };
 
