@@ -6,6 +6,8 @@
  *   deno task bench --quick             small sizes, few runs: a smoke test of every section
  *   deno task bench --only=latency,memory --runs=50
  *   deno task bench --markdown=out.md   also write the tables as Markdown (for the README)
+ *   deno task bench:transfer            = bench --only=transfer (likewise bench:forward, and
+ *                                         bench:share = --only=latency --runs=50)
  *
  * A section is one file in scripts/bench/ (see Section in scripts/bench_lib.ts); add it below.
  */
@@ -14,9 +16,19 @@ import { runBench, type Section } from "./bench_lib.ts";
 import { latency } from "./bench/latency.ts";
 import { parallel } from "./bench/parallel.ts";
 import { throughput } from "./bench/throughput.ts";
+import { transfer } from "./bench/transfer.ts";
+import { forward } from "./bench/forward.ts";
 import { memory } from "./bench/memory.ts";
 import { startup } from "./bench/startup.ts";
 
-export const SECTIONS: Section[] = [latency, parallel, throughput, memory, startup];
+export const SECTIONS: Section[] = [
+  latency,
+  parallel,
+  throughput,
+  transfer,
+  forward,
+  memory,
+  startup,
+];
 
 if (import.meta.main) await runBench(SECTIONS, Deno.args);

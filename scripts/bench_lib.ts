@@ -1,8 +1,10 @@
 /**
- * The harness behind `deno task bench` (scripts/bench.ts) and `deno task bench:share`: one
- * loopback OpenSSH sshd for the whole run (as root, the plain user pkbench whose shell is /bin/sh),
- * the command lines of our plink, PuTTY's plink and OpenSSH's ssh against it, upstreams and
- * ControlMasters started and stopped on demand, timing, statistics and the printed tables.
+ * The harness behind `deno task bench` (scripts/bench.ts; bench:share, bench:transfer and
+ * bench:forward are its --only=latency, transfer and forward): one loopback OpenSSH sshd for the
+ * whole run (as root, the plain user pkbench whose shell is /bin/sh), the command lines of our
+ * tools, PuTTY's and OpenSSH's against it, upstreams, ControlMasters and other long-lived
+ * processes started and stopped on demand, timing (with peak RSS), statistics and the printed
+ * tables.
  *
  * A section is one file in scripts/bench/ exporting a `Section`; it gets a `BenchContext` and
  * returns tables. Adding a section is that file and one line in scripts/bench.ts.
@@ -16,6 +18,8 @@ import { DENO, MOD } from "../tests/fixtures/tools.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
 import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
+
+export const MiB = 1024 * 1024;
 
 export interface Stats {
   median: number;
@@ -61,6 +65,17 @@ export interface Cmd {
   args: string[];
 }
 
+/** One timed run of a command. */
+export interface Timing {
+  ms: number;
+  /** Peak resident memory (MiB) of the command and the children it waited for, if measured. */
+  peakRssMiB?: number;
+}
+
+/** GNU time, which reports a finished command's peak RSS (Debian package "time"). */
+const GNU_TIME = "/usr/bin/time";
+const haveGnuTime = Deno.stat(GNU_TIME).then((s) => s.isFile, () => false);
+
 /** A long-lived helper process (an upstream, an OpenSSH master): the pid to measure, and stop. */
 export interface Running {
   pid: number;
@@ -104,7 +119,7 @@ export class BenchContext {
   readonly auth: string[];
   readonly userAtHost: string;
   readonly connectionId: string;
-  /** OpenSSH client options: our keys and known_hosts, no prompts, the test port. */
+  /** OpenSSH client options: our keys and known_hosts, no prompts (not the port). */
   readonly sshOpts: string[];
   private readonly ctlPath: string;
   private readonly running = new Set<Running>();
@@ -127,10 +142,13 @@ export class BenchContext {
       "LogLevel=ERROR",
       "-i",
       s.userKey,
-      "-p",
-      String(s.port),
     ];
     this.ctlPath = join(s.dir, "ctl-%C");
+  }
+
+  /** sshOpts and the test port, for ssh itself. */
+  private get sshToServer(): string[] {
+    return [...this.sshOpts, "-p", String(this.sshd.port)];
   }
 
   get quick(): boolean {
@@ -141,20 +159,31 @@ export class BenchContext {
     return this.opts.runs;
   }
 
-  /** Our plink, run the way scripts/install.sh's wrappers run it. */
-  ours(args: string[]): Cmd {
-    return { cmd: DENO, args: ["run", "-A", "--quiet", MOD, "plink", ...args] };
+  /** Our plink (or pscp, psftp), run the way scripts/install.sh's wrappers run it. */
+  ours(args: string[], tool: "plink" | "pscp" | "psftp" = "plink"): Cmd {
+    return { cmd: DENO, args: ["run", "-A", "--quiet", MOD, tool, ...args] };
   }
 
-  /** PuTTY 0.78's plink (putty-tools). */
-  real(args: string[]): Cmd {
-    return { cmd: "plink", args };
+  /** PuTTY 0.78's plink (or pscp, psftp) from putty-tools. */
+  real(args: string[], tool: "plink" | "pscp" | "psftp" = "plink"): Cmd {
+    return { cmd: tool, args };
   }
 
-  /** OpenSSH's ssh to the test server; `mux` uses the ControlMaster (startSshMaster). */
-  ssh(command: string[], mux = false): Cmd {
+  /**
+   * OpenSSH's ssh to the test server running `command`, with `options` (e.g. -L) before the
+   * destination; `mux` uses the ControlMaster (startSshMaster).
+   */
+  ssh(command: string[], mux = false, options: string[] = []): Cmd {
     const m = mux ? ["-o", "ControlMaster=no", "-o", `ControlPath=${this.ctlPath}`] : [];
-    return { cmd: "ssh", args: [...this.sshOpts, ...m, this.userAtHost, ...command] };
+    return {
+      cmd: "ssh",
+      args: [...this.sshToServer, ...m, ...options, this.userAtHost, ...command],
+    };
+  }
+
+  /** OpenSSH's scp or sftp with our options and the test port; `args` name the files/host. */
+  openssh(tool: "scp" | "sftp", args: string[]): Cmd {
+    return { cmd: tool, args: [...this.sshOpts, "-P", String(this.sshd.port), ...args] };
   }
 
   /** The sharing socket our and PuTTY's upstreams listen on for this server. */
@@ -187,6 +216,42 @@ export class BenchContext {
     return out.stdout;
   }
 
+  /**
+   * One run to completion (output discarded): wall time from spawn to exit and, with `rss` where
+   * GNU time is installed, peak RSS. Throws with the command's stderr unless it succeeded.
+   */
+  async once(c: Cmd, label = c.cmd, opts: { rss?: boolean } = {}): Promise<Timing> {
+    const rssFile = opts.rss && await haveGnuTime ? await Deno.makeTempFile() : undefined;
+    const [cmd, args] = rssFile
+      ? [GNU_TIME, ["-f", "%M", "-o", rssFile, c.cmd, ...c.args]]
+      : [c.cmd, c.args];
+    try {
+      const t0 = performance.now();
+      const out = await new Deno.Command(cmd, {
+        args,
+        env: this.env,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const ms = performance.now() - t0;
+      if (!out.success) {
+        throw new Error(`${label}: exit ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
+      }
+      if (!rssFile) return { ms };
+      // The last line (a failing command's status line would come first).
+      const kib = Number((await Deno.readTextFile(rssFile)).trim().split("\n").pop());
+      return { ms, peakRssMiB: kib > 0 ? kib / 1024 : undefined };
+    } finally {
+      if (rssFile) await Deno.remove(rssFile).catch(() => {});
+    }
+  }
+
+  /** Whether once(..., {rss: true}) can measure peak RSS (GNU time is installed). */
+  measuresPeakRss(): Promise<boolean> {
+    return haveGnuTime;
+  }
+
   /** Wall time (ms) of `runs` sequential runs; `before` runs untimed ahead of each. */
   async time(
     label: string,
@@ -197,42 +262,34 @@ export class BenchContext {
     const samples: number[] = [];
     for (let i = 0; i < runs; i++) {
       await before?.();
-      const t0 = performance.now();
-      const out = await new Deno.Command(c.cmd, {
-        args: c.args,
-        env: this.env,
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).output();
-      samples.push(performance.now() - t0);
-      if (!out.success) {
-        throw new Error(`${label}: exit ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
-      }
+      samples.push((await this.once(c, label)).ms);
     }
     return stats(samples);
   }
 
-  /** Starts `plink -share -N` (ours or PuTTY's) and waits until it serves downstreams. */
-  async startUpstream(which: "ours" | "real"): Promise<Running> {
-    const args = ["-share", ...this.auth, ...this.target, "-N"];
-    const child = this.spawn(which === "ours" ? this.ours(args) : this.real(args));
-    const exited = child.status.then(() => true);
+  /**
+   * Starts a long-lived process (an upstream, a forwarder) and waits until `ready()`; stopped
+   * with SIGTERM by stop() or at the end of the section. Fails with its stderr if it exits first.
+   */
+  async start(
+    label: string,
+    c: Cmd,
+    ready: () => boolean | Promise<boolean>,
+    afterStop?: () => Promise<void>,
+  ): Promise<Running> {
+    const child = this.spawn(c);
     let gone = false;
-    exited.then(() => (gone = true));
+    child.status.then(() => (gone = true));
     await waitUntil(
       async () => {
         if (gone) {
           const err = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
-          throw new Error(`${which} upstream exited: ${err.trim()}`);
+          throw new Error(`${label} exited: ${err.trim()}`);
         }
-        return await upstreamExists(this.connectionId);
+        return await ready();
       },
-      `${which} upstream`,
+      label,
     );
-    // Listening comes before authenticating: wait for the greeting, sent once it is logged in.
-    const probe = await openDownstream(await this.socketPath());
-    probe.conn.close();
     return this.track({
       pid: child.pid,
       stop: async () => {
@@ -240,9 +297,24 @@ export class BenchContext {
           child.kill("SIGTERM");
         } catch { /* gone */ }
         await child.output().catch(() => {});
-        await waitUntil(async () => !(await upstreamExists(this.connectionId)), "socket removal");
+        await afterStop?.();
       },
     });
+  }
+
+  /** Starts `plink -share -N` (ours or PuTTY's) and waits until it serves downstreams. */
+  async startUpstream(which: "ours" | "real"): Promise<Running> {
+    const args = ["-share", ...this.auth, ...this.target, "-N"];
+    const up = await this.start(
+      `${which} upstream`,
+      which === "ours" ? this.ours(args) : this.real(args),
+      () => upstreamExists(this.connectionId),
+      () => waitUntil(async () => !(await upstreamExists(this.connectionId)), "socket removal"),
+    );
+    // Listening comes before authenticating: wait for the greeting, sent once it is logged in.
+    const probe = await openDownstream(await this.socketPath());
+    probe.conn.close();
+    return up;
   }
 
   /** Starts an OpenSSH ControlMaster (ssh -M -N) for `ssh(cmd, true)`; pid is the master's. */
@@ -251,7 +323,7 @@ export class BenchContext {
     await this.run({
       cmd: "ssh",
       args: [
-        ...this.sshOpts,
+        ...this.sshToServer,
         ...ctl,
         "-o",
         "ControlPersist=yes",
@@ -262,7 +334,7 @@ export class BenchContext {
       ],
     }, "ssh master");
     const check = await new Deno.Command("ssh", {
-      args: [...this.sshOpts, ...ctl, "-O", "check", this.userAtHost],
+      args: [...this.sshToServer, ...ctl, "-O", "check", this.userAtHost],
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -273,7 +345,7 @@ export class BenchContext {
       pid: Number(m[1]),
       stop: async () => {
         await new Deno.Command("ssh", {
-          args: [...this.sshOpts, ...ctl, "-O", "exit", this.userAtHost],
+          args: [...this.sshToServer, ...ctl, "-O", "exit", this.userAtHost],
           stdout: "null",
           stderr: "null",
         }).output();
@@ -351,9 +423,11 @@ export async function machineLine(): Promise<string> {
   };
   const plink = (await version("plink", ["-V"])).replace(/^plink: /, "");
   const ssh = (await version("ssh", ["-V"])).split(",")[0];
+  const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
   return `${new Date().toISOString().slice(0, 10)}, ${cpu.replace(/\s+/g, " ")}, ` +
     `${navigator.hardwareConcurrency} cores, ${Math.round(Number(mem) / 1048576)} GiB; ` +
-    `Deno ${Deno.version.deno}, PuTTY plink ${plink}, ${ssh}, loopback sshd`;
+    `Deno ${Deno.version.deno}, PuTTY ${plink}, ${ssh}, loopback sshd; ` +
+    `load average ${load} at the start`;
 }
 
 interface Flags {

@@ -8,14 +8,13 @@
 import {
   type BenchContext,
   type Cmd,
+  MiB,
   ratio,
   type Row,
   type Section,
   stats,
   type Table,
 } from "../bench_lib.ts";
-
-const MiB = 1024 * 1024;
 
 async function download(ctx: BenchContext, label: string, c: Cmd, size: number): Promise<number> {
   const t0 = performance.now();
