@@ -5,6 +5,7 @@
  */
 
 import type { PuttyConfig } from "../lib/config/sessions.ts";
+import { printable } from "../lib/transfer/display.ts";
 import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";
 import { connect, type Connected, type HostKeyQuestion, type Interaction } from "../lib/connect.ts";
@@ -129,13 +130,19 @@ async function readSecretLine(tty: Deno.FsFile): Promise<string | undefined> {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
-/** Interaction for a console tool: logging per -v, prompting unless -batch. */
-export function consoleInteraction(opts: { verbose: boolean; batch: boolean }): Interaction {
+/**
+ * Interaction for a console tool: logging per -v, prompting unless -batch. `sanitiseStderr`:
+ * control characters are dropped from what goes to stderr, as pscp and psftp do by default.
+ */
+export function consoleInteraction(
+  opts: { verbose: boolean; batch: boolean; sanitiseStderr?: boolean },
+): Interaction {
+  const err = (text: string) => writeErr(opts.sanitiseStderr ? printable(text) : text);
   return {
     log: (text) => {
-      if (opts.verbose) writeErr(text + "\n");
+      if (opts.verbose) err(text + "\n");
     },
-    warn: (text) => writeErr(text + "\n"),
+    warn: (text) => err(text + "\n"),
     prompt: (text, echo) => opts.batch ? Promise.resolve(undefined) : readTtyLine(text, echo),
     banner: (text) => writeErr(text),
     confirmHostKey: async (q: HostKeyQuestion) => {
@@ -287,18 +294,20 @@ export interface ConsoleConnection {
 }
 
 /**
- * Connects with console interaction, or prints FATAL ERROR and exits. When `handleSignals` says
+ * Connects with console interaction, or prints FATAL ERROR and exits. `interactive`: see
+ * ConnectOptions (PuTTY's rule for plink: no remote command and no subsystem). When `handleSignals` says
  * so for the connection, SIGHUP/SIGINT/SIGTERM restore the terminal, drop the connection (an
  * upstream removes its socket) and exit.
  */
 export async function connectOnConsole(
   cfg: PuttyConfig,
   handleSignals: (connected: Connected) => boolean,
+  interactive = !cfg.remoteCommand && !cfg.subsystem,
 ): Promise<ConsoleConnection> {
   let connected: Connected;
   const ui = consoleInteraction(cfg);
   try {
-    connected = await connect({ config: cfg, mayBeUpstream: true, ui });
+    connected = await connect({ config: cfg, mayBeUpstream: true, ui, interactive });
   } catch (e) {
     fatal(errorText(e));
   }

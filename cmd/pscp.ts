@@ -148,7 +148,12 @@ export async function main(args: string[]): Promise<number> {
   }
   let connected: Connected;
   try {
-    connected = await connect({ config, mayBeUpstream: false, ui: consoleInteraction(config) });
+    const ui = consoleInteraction({
+      verbose: config.verbose,
+      batch: config.batch,
+      sanitiseStderr: !flags.has("-no-sanitise-stderr"),
+    });
+    connected = await connect({ config, mayBeUpstream: false, ui });
   } catch (e) {
     fatal(errorText(e));
   }

@@ -178,7 +178,11 @@ export async function main(args: string[]): Promise<number> {
   }
   for (const w of parsed.warnings) writeErr(`${w}\n`);
   const cfg = parsed.config;
-  const ui = consoleInteraction({ verbose: cfg.verbose, batch: cfg.batch });
+  const ui = consoleInteraction({
+    verbose: cfg.verbose,
+    batch: cfg.batch,
+    sanitiseStderr: !parsed.flags.has("-no-sanitise-stderr"),
+  });
   const session = new PsftpSession({
     out: output,
     connect: (userhost, port) => connectSftp(parsed, userhost, port, ui),

@@ -75,6 +75,12 @@ export interface ConnectOptions {
   /** False for pscp and psftp, which only ever act as downstreams. */
   mayBeUpstream: boolean;
   ui: Interaction;
+  /**
+   * An interactive session (psftp, putty, plink without a command): as a downstream it says so
+   * on stderr even without -v ("Reusing a shared connection to this server."), as PuTTY does, so
+   * the user knows why it behaves a little differently.
+   */
+  interactive?: boolean;
 }
 
 /** The host PuTTY indexes the host-key cache and sharing sockets by: -loghost if given. */
@@ -102,6 +108,10 @@ export async function connect(opts: ConnectOptions): Promise<Connected> {
         const link = await greetUpstream(decision.conn);
         conn = link.conn;
         ui.log(`Using existing shared connection at ${path}`);
+        if (cfg.verbose || opts.interactive) {
+          // PuTTY writes this line with "\r\n" (warn adds the "\n").
+          ui.warn("Reusing a shared connection to this server.\r");
+        }
         ui.log(`Upstream version string: ${link.greeting.line}`);
       } catch (e) {
         // The upstream went away before greeting us (e.g. it was just exiting): decide again.

@@ -69,6 +69,52 @@ Deno.test("real plink upstream serves our downstream; one authentication", opts,
   }
 });
 
+Deno.test(
+  "as downstreams, ours say what PuTTY's say on stderr (plink with and without a command, pscp, psftp)",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const up = await startUpstream(s, "ours");
+    const dir = await Deno.makeTempDir();
+    try {
+      const batch = `${dir}/batch`;
+      await Deno.writeTextFile(batch, "pwd\n");
+      const host = `${s.user}@${s.host}`;
+      const P = ["-P", String(s.port)];
+      const cases: [string, string[], string?][] = [
+        ["plink", ["-share", "-batch", ...P, host, "true"]],
+        ["plink", ["-share", "-batch", "-T", ...P, host], "exit 0\n"],
+        ["pscp", ["-share", "-batch", "-q", ...P, `${host}:/etc/hostname`, `${dir}/h`]],
+        ["psftp", ["-share", "-batch", "-b", batch, ...P, host]],
+      ];
+      for (const [tool, args, stdin] of cases) {
+        const ours = await runOurs(tool, args, { env: s.env, stdin });
+        const real = await runReal(tool, args, { env: s.env, stdin });
+        assert.equal(ours.code, 0, `${tool}: ${ours.stderr}`);
+        assert.equal(real.code, 0, `${tool} (PuTTY): ${real.stderr}`);
+        assert.equal(ours.stderr, real.stderr, `${tool} ${args.join(" ")}`);
+      }
+      // With -v the event logs differ in detail, but the sharing lines are PuTTY's.
+      const v = ["-share", "-batch", "-v", "-q", ...P, `${host}:/etc/hostname`, `${dir}/h`];
+      const [ours, real] = [
+        await runOurs("pscp", v, { env: s.env }),
+        await runReal("pscp", v, { env: s.env }),
+      ];
+      const head = (t: string) => t.split("\n").slice(0, 2);
+      assert.deepEqual(head(ours.stderr), head(real.stderr));
+      assert.match(
+        ours.stderr,
+        /^Using existing shared connection at .*\nReusing a shared connection to this server\.\n/,
+      );
+      assert.equal(await s.authCount(), 1);
+    } finally {
+      await stopUpstream(up);
+      await Deno.remove(dir, { recursive: true });
+      await s.stop();
+    }
+  },
+);
+
 Deno.test("-shareexists before, during and after an upstream's life", opts, async () => {
   const s = await startSshd();
   const exists = async (

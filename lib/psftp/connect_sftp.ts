@@ -21,7 +21,7 @@ export async function connectSftp(
   const { host, user } = splitUserHost(userhost);
   const config = parsed.forHost(host, user);
   if (port) config.port = port;
-  const connected = await connect({ config, mayBeUpstream: false, ui });
+  const connected = await connect({ config, mayBeUpstream: false, ui, interactive: true });
   let sftp: SftpClient;
   try {
     // Like PuTTY, fall back to running sftp-server when the subsystem is refused.
