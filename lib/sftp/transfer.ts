@@ -5,6 +5,7 @@
  * to the sink (download), or read from the source but not yet acknowledged (upload).
  */
 
+import { concatBytes } from "../ssh/wire.ts";
 import type { SftpHandle } from "./client.ts";
 
 export interface TransferOptions {
@@ -136,14 +137,7 @@ export function download(
         total += c.length;
         at += c.length;
       }
-      if (parts.length <= 1) return parts[0];
-      const out = new Uint8Array(total);
-      let o = 0;
-      for (const p of parts) {
-        out.set(p, o);
-        o += p.length;
-      }
-      return out;
+      return parts.length <= 1 ? parts[0] : concatBytes(parts);
     };
 
     const deliver = async () => {
