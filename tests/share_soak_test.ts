@@ -16,11 +16,11 @@
 
 import assert from "node:assert/strict";
 import { startSshd } from "./fixtures/sshd.ts";
-import { collect, DENO, MOD, spawn, waitFor } from "./fixtures/tools.ts";
+import { collect } from "./fixtures/tools.ts";
+import { startUpstream, upstreamId } from "./fixtures/upstream.ts";
 import { fdCount, rssKiB } from "./fixtures/proc.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
-import { upstreamExists } from "../lib/share/rendezvous.ts";
-import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
+import { sharePaths } from "../lib/share/socket_path.ts";
 
 const SESSIONS = Number(Deno.env.get("PK_SOAK_SESSIONS") ?? 10000);
 const WARM_UP = 1000;
@@ -34,28 +34,13 @@ Deno.test(
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
     const s = await startSshd();
-    const id = connectionId(s.host, s.port, s.user);
-    const up = spawn(DENO, [
-      "run",
-      "-A",
-      "--v8-flags=--max-old-space-size=64",
-      MOD,
-      "plink",
-      "-share",
-      "-batch",
-      "-hostkey",
-      s.hostKeyFingerprint,
-      "-i",
-      s.userKeyPpk,
-      "-P",
-      String(s.port),
-      `${s.user}@${s.host}`,
-      "-N",
-    ], { env: s.env });
+    const id = upstreamId(s);
+    const up = await startUpstream(s, "ours", {
+      denoFlags: ["--v8-flags=--max-old-space-size=64"],
+    });
     const upDone = collect(up, { timeoutMs: DEADLINE_MS + 30000 });
     const watchdog = setTimeout(() => up.kill("SIGKILL"), DEADLINE_MS);
     try {
-      await waitFor(() => upstreamExists(id), 20000, "upstream");
       const { socket } = await sharePaths(id);
 
       let started = 0;
