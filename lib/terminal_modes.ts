@@ -9,6 +9,8 @@
  * reports (ERASE ^?, IUTF8 when the locale is UTF-8) and PuTTY's default speed.
  */
 
+import { type EnvLookup, localeIsUtf8 } from "./locale.ts";
+
 /** TTY_OP_END, TTY_OP_ISPEED, TTY_OP_OSPEED. */
 const TTY_OP_END = 0;
 const TTY_OP_ISPEED = 128;
@@ -118,9 +120,8 @@ export function parseSttyAll(text: string): TerminalSettings {
 }
 
 /** What PuTTY's own terminal reports when there is no local terminal to copy. */
-export function puttyDefaultSettings(env: (name: string) => string | undefined): TerminalSettings {
-  const locale = env("LC_ALL") || env("LC_CTYPE") || env("LANG") || "";
-  const utf8 = /utf-?8/i.test(locale);
+export function puttyDefaultSettings(env: EnvLookup): TerminalSettings {
+  const utf8 = localeIsUtf8(env);
   return {
     modes: new Map([[3, 127], [42, utf8 ? 1 : 0]]),
     ispeed: DEFAULT_SPEED,

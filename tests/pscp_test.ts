@@ -31,11 +31,10 @@ function at(s: Sshd, path: string): string {
   return `${s.user}@${s.host}:${path}`;
 }
 
-function pscp(which: "ours" | "real", s: Sshd, args: string[]) {
+function pscp(which: "ours" | "real", s: Sshd, args: string[], env: Record<string, string> = {}) {
   const all = [...authArgs(s), ...args];
-  return which === "ours"
-    ? runOurs("pscp", all, { env: s.env, timeoutMs: T })
-    : runReal("pscp", all, { env: s.env, timeoutMs: T });
+  const o = { env: { ...s.env, ...env }, timeoutMs: T };
+  return which === "ours" ? runOurs("pscp", all, o) : runReal("pscp", all, o);
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -447,13 +446,17 @@ Deno.test("pscp: wildcards, -unsafe and -ls as PuTTY's pscp", opts, async (t) =>
       assert.deepEqual(unsafe.names, ["a.txt", "b.txt"]);
     });
 
-    await t.step("-ls: same listing as PuTTY's pscp in both modes", async () => {
-      for (const proto of ["-sftp", "-scp"]) {
-        const ours = await pscp("ours", s, [proto, "-ls", at(s, remote)]);
-        const real = await pscp("real", s, [proto, "-ls", at(s, remote)]);
-        assert.equal(ours.code, 0, ours.stderr);
-        assert.equal(ours.stdout, real.stdout, proto);
-        assert.match(ours.stdout, /d ü\.txt\n/);
+    await t.step("-ls: same listing as PuTTY's pscp in both modes and locales", async () => {
+      // In the C locale PuTTY drops the bytes of a name it can't decode; in UTF-8 it keeps them.
+      const locales: [string, RegExp][] = [["C.UTF-8", / d ü\.txt\n/], ["C", / d \.txt\n/]];
+      for (const [LC_ALL, name] of locales) {
+        for (const proto of ["-sftp", "-scp"]) {
+          const ours = await pscp("ours", s, [proto, "-ls", at(s, remote)], { LC_ALL });
+          const real = await pscp("real", s, [proto, "-ls", at(s, remote)], { LC_ALL });
+          assert.equal(ours.code, 0, ours.stderr);
+          assert.equal(ours.stdout, real.stdout, `${proto} ${LC_ALL}`);
+          assert.match(ours.stdout, name);
+        }
       }
       const ours = await pscp("ours", s, ["-ls", at(s, `${remote}/nope`)]);
       const real = await pscp("real", s, ["-ls", at(s, `${remote}/nope`)]);

@@ -17,6 +17,8 @@ import {
 import { FileProgress, ProgressLine, progressText } from "../lib/transfer/progress.ts";
 import { entryRecord, parseEntry, parseTimes, scpCommand } from "../lib/scp/protocol.ts";
 import { LocalFileWriter, readChunks } from "../lib/transfer/local_file.ts";
+import { printable } from "../lib/transfer/display.ts";
+import { localeIsUtf8 } from "../lib/locale.ts";
 
 Deno.test("wildcards match as PuTTY's wc_match does", () => {
   // Cases from PuTTY's own wildcard.c test table.
@@ -156,4 +158,17 @@ Deno.test("temporary files: renamed over the target, or removed", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("printable: PuTTY's stripctrl in a UTF-8 locale and in the C locale", () => {
+  const text = "tab\there\u001b[31m red\u009b é\u{1F600}\nnext\r";
+  assert.equal(printable(text, true), "tabhere[31m red é\u{1F600}\nnext");
+  assert.equal(printable(text, false), "tabhere[31m red \nnext");
+  const env = (vars: Record<string, string>) => (name: string) => vars[name];
+  assert.equal(localeIsUtf8(env({ LANG: "en_GB.UTF-8" })), true);
+  assert.equal(localeIsUtf8(env({ LANG: "C.utf8" })), true);
+  assert.equal(localeIsUtf8(env({ LC_ALL: "C", LANG: "en_GB.UTF-8" })), false);
+  assert.equal(localeIsUtf8(env({ LC_ALL: "", LC_CTYPE: "de_DE.UTF-8@euro" })), true);
+  assert.equal(localeIsUtf8(env({ LANG: "en_GB.ISO-8859-1" })), false);
+  assert.equal(localeIsUtf8(env({})), false);
 });
