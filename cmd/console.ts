@@ -8,6 +8,7 @@ import type { PuttyConfig } from "../lib/config/sessions.ts";
 import { printable } from "../lib/transfer/display.ts";
 import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";
+import type { X11Forwarding } from "../lib/forward/x11.ts";
 import { connect, type Connected, type HostKeyQuestion, type Interaction } from "../lib/connect.ts";
 import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
 import { VERSION } from "../lib/version.ts";
@@ -224,6 +225,7 @@ export function mainSessionOptions(
     subsystem: cfg.subsystem,
     env: cfg.env,
     agentForward: agentForwardingPermitted(cfg),
+    x11: session.x11?.request,
     ptyTerm: pty ? cfg.termType : undefined,
     terminal: session.terminal,
     io: stdio(),
@@ -291,18 +293,22 @@ export interface ConsoleConnection {
   readonly stoppedWith: number | undefined;
   /** -L/-R/-D, started as soon as the connection is up (see finishSession). */
   forwardings: Forwardings;
+  /** -X, when asked for, there is a session, and the display could be set up. */
+  x11?: X11Forwarding;
 }
 
 /**
  * Connects with console interaction, or prints FATAL ERROR and exits. `interactive`: see
  * ConnectOptions (PuTTY's rule for plink: no remote command and no subsystem). When `handleSignals` says
  * so for the connection, SIGHUP/SIGINT/SIGTERM restore the terminal, drop the connection (an
- * upstream removes its socket) and exit.
+ * upstream removes its socket) and exit. `appName` ("Plink", "PuTTY") is how the X11 proxy
+ * names itself to an X client it refuses.
  */
 export async function connectOnConsole(
   cfg: PuttyConfig,
   handleSignals: (connected: Connected) => boolean,
   interactive = !cfg.remoteCommand && !cfg.subsystem,
+  appName = "Plink",
 ): Promise<ConsoleConnection> {
   let connected: Connected;
   const ui = consoleInteraction(cfg);
@@ -319,6 +325,7 @@ export async function connectOnConsole(
     // Before any session starts, so a remote forwarding is in place by the time the remote
     // command runs (the server handles our requests in order).
     forwardings: startForwardings(connected.conn, cfg, ui),
+    x11: cfg.x11Forward && !cfg.noShell ? await setUpX11(connected, cfg, appName, ui) : undefined,
   };
   if (handleSignals(connected)) {
     exitOnSignals((code) => {
@@ -327,6 +334,23 @@ export async function connectOnConsole(
     }, c.terminal);
   }
   return c;
+}
+
+/** X11 forwarding for the main session; like PuTTY, only logs why when the display is unusable. */
+async function setUpX11(
+  connected: Connected,
+  cfg: PuttyConfig,
+  appName: string,
+  ui: Interaction,
+): Promise<X11Forwarding | undefined> {
+  const { startX11Forwarding, X11DisplayError } = await import("../lib/forward/x11.ts");
+  try {
+    return startX11Forwarding(connected.conn, cfg.x11Display, appName, ui);
+  } catch (e) {
+    if (!(e instanceof X11DisplayError)) throw e;
+    ui.log(`X11 forwarding not enabled: unable to initialise X display: ${e.message}`);
+    return undefined;
+  }
 }
 
 /**
@@ -350,5 +374,6 @@ export async function finishSession(
   onWaiting?: (n: number) => void,
 ): Promise<void> {
   c.forwardings.close();
+  c.x11?.close();
   await c.connected.finish(onWaiting);
 }

@@ -84,7 +84,7 @@ export async function main(args: string[]): Promise<number> {
   }
   for (const w of parsed.warnings) writeErr(`${w}\n`);
 
-  const session = await connectOnConsole(cfg, () => true, true);
+  const session = await connectOnConsole(cfg, () => true, true, "PuTTY");
   const { connected, terminal } = session;
 
   // -N (SshNoShell): no session; serve forwardings and downstreams until the connection ends.

@@ -1,8 +1,9 @@
 /**
- * The "main channel" plink and putty run: a session channel with optional pty, environment and
- * agent forwarding, then a command, subsystem or shell; its exit status the way PuTTY reports it.
+ * The "main channel" plink and putty run: a session channel with optional pty, environment, X11
+ * and agent forwarding, then a command, subsystem or shell; its exit status the way PuTTY reports it.
  */
 
+import type { X11Request } from "./forward/x11.ts";
 import type { Channel, SshConnection } from "./ssh/connection.ts";
 
 export interface PtyRequest {
@@ -24,6 +25,8 @@ export interface MainChannelOptions {
    * and an agent, as PuTTY asks.
    */
   agentForward?: boolean;
+  /** Ask for X11 forwarding with this made-up authorisation (lib/forward/x11.ts). */
+  x11?: X11Request;
   /** Non-fatal notices (e.g. the server refused a pty). */
   warn?: (text: string) => void;
   /** -v event log. */
@@ -39,6 +42,12 @@ export async function startMainChannel(
 ): Promise<Channel> {
   const ch = await conn.openSession();
   const warn = opts.warn ?? (() => {});
+  if (opts.x11) {
+    // Logged only, as PuTTY does.
+    const { protocol, cookieHex, screen } = opts.x11;
+    const ok = await ch.x11Forwarding(protocol, cookieHex, screen);
+    opts.log?.(ok ? "X11 forwarding enabled" : "X11 forwarding refused");
+  }
   if (opts.agentForward) {
     // Logged only, as PuTTY does: OpenSSH refuses all but the first request on a connection
     // (e.g. a downstream's after the upstream's), yet every later session gets the agent.

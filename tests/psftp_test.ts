@@ -20,7 +20,7 @@ import { localGlob, localWildcardKind } from "../lib/psftp/local_glob.ts";
 import { applyChmod, parseChmodMode } from "../lib/psftp/chmod_mode.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
-import { passwdIds, type Sshd, startSshd } from "./fixtures/sshd.ts";
+import { loginArgs, passwdIds, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
 import {
   collect,
@@ -313,17 +313,7 @@ const opts = { sanitizeOps: false, sanitizeResources: false };
 const LOCALE = { LANG: "C.UTF-8" };
 
 function psftpArgs(s: Sshd, ...extra: string[]): string[] {
-  return [
-    "-batch",
-    "-hostkey",
-    s.hostKeyFingerprint,
-    "-i",
-    s.userKeyPpk,
-    ...extra,
-    "-P",
-    String(s.port),
-    `${s.user}@${s.host}`,
-  ];
+  return loginArgs(s, ...extra);
 }
 
 function envFor(s: Sshd): Record<string, string> {

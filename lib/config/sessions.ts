@@ -105,6 +105,8 @@ export interface PuttyConfig extends SessionConfig {
   portForwards: PuttyPortForward[];
   /** X11Forward (-X / -x). */
   x11Forward: boolean;
+  /** X11Display: the local display to forward to; empty for $DISPLAY. */
+  x11Display: string;
   /** LocalPortAcceptAll: -L/-D without a bind address listen on every interface, not loopback. */
   localPortAcceptAll: boolean;
   /** RemotePortAcceptAll: -R without a bind address asks the server for "" (all), not localhost. */
@@ -140,6 +142,7 @@ export function defaultPuttyConfig(): PuttyConfig {
     ...defaultConfig(),
     protocol: "ssh",
     x11Forward: false,
+    x11Display: "",
     localPortAcceptAll: false,
     remotePortAcceptAll: false,
     logHost: "",
@@ -519,6 +522,7 @@ export function settingsToConfig(
   c.shareDownstream = bool("ConnectionSharingDownstream", true);
   c.agentForward = bool("AgentFwd", false);
   c.x11Forward = bool("X11Forward", false);
+  c.x11Display = str("X11Display", "");
   c.localPortAcceptAll = bool("LocalPortAcceptAll", false);
   c.remotePortAcceptAll = bool("RemotePortAcceptAll", false);
   c.compression = bool("Compression", false);
@@ -626,6 +630,7 @@ export function configToSettings(config: SessionConfig | PuttyConfig): Settings 
   s.set("PreferKnownHostKeys", b(c.preferKnownHostKeys));
   s.set("TerminalType", c.termType);
   s.set("X11Forward", b(c.x11Forward));
+  s.set("X11Display", c.x11Display);
   s.set("LocalPortAcceptAll", b(c.localPortAcceptAll));
   s.set("RemotePortAcceptAll", b(c.remotePortAcceptAll));
   s.set("ConnectionSharing", b(c.share));

@@ -13,7 +13,9 @@
  * want-reply forced on so we can track them); the server's replies come back in request order,
  * matched against one FIFO. Forwarded-tcpip channels opened by the server go to the downstream
  * that asked for the forwarding. Agent channels go to the agent handler, if any (only one agent
- * can be forwarded through a shared connection, as in PuTTY).
+ * can be forwarded through a shared connection, as in PuTTY). X11 channels go to the upstream's
+ * own session, the only one allowed to ask for X11 forwarding (PuTTY tells downstreams' X11
+ * channels apart by their cookies; we don't, so downstreams are refused).
  *
  * A downstream that sends a malformed or out-of-place message is disconnected with a
  * DISCONNECT naming the problem; the upstream and every other downstream carry on. "Malformed"
@@ -123,6 +125,8 @@ export class ConnectionMux {
   private readonly globalQueue: GlobalRequest[] = [];
   private nextId = 0x100;
   private serverGone?: Error;
+  /** The session whose x11-req went to the server: it gets the server's X11 channels. */
+  private x11Owner?: Downstream;
   private readonly log: (text: string) => void;
 
   constructor(private readonly server: PacketPort, private readonly opts: MuxOptions = {}) {
@@ -260,6 +264,11 @@ export class ConnectionMux {
       target = this.forwardingOwner(host, port);
       if (!target) {
         return refuse(OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, "no such forwarding");
+      }
+    } else if (type === "x11") {
+      target = this.x11Owner;
+      if (!target?.alive) {
+        return refuse(OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, "X11 forwarding not enabled");
       }
     } else if (type === "auth-agent@openssh.com") {
       target = this.opts.agentChannels;
@@ -472,7 +481,8 @@ export class ConnectionMux {
           checkRequestData(name, r);
           if (
             (name === "auth-agent-req@openssh.com" && !this.opts.agentForwarding) ||
-            name === "x11-req" ||
+            // X11 channels can't be told apart: only our own session may forward X11.
+            (name === "x11-req" && !ds.info.local) ||
             // sshd drops the whole connection on a second pty for one session
             (name === "pty-req" && chan.askedPty)
           ) {
@@ -482,6 +492,7 @@ export class ConnectionMux {
             return;
           }
           if (name === "pty-req") chan.askedPty = true;
+          if (name === "x11-req") this.x11Owner = ds;
         } else {
           expectEnd(r);
           if (type === MSG.CHANNEL_EOF) chan.sentEof = true;

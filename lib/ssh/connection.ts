@@ -682,6 +682,12 @@ export class Channel {
     this.request("signal", false, new SshWriter().string(name).done()).catch(() => {});
   }
 
+  /** x11-req: forwarding with this (made-up) authorisation for the given screen. */
+  x11Forwarding(protocol: string, cookieHex: string, screen: number): Promise<boolean> {
+    const w = new SshWriter().bool(false).string(protocol).string(cookieHex).uint32(screen);
+    return this.request("x11-req", true, w.done());
+  }
+
   agentForwarding(): Promise<boolean> {
     return this.request("auth-agent-req@openssh.com", true);
   }
