@@ -300,7 +300,16 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
     );
     client.on("error", (err: ErrnoError) => {
       if (port) {
-        port.lost(new TransportError(`Network error: ${err.message}`, "network"));
+        // A write that fails with EPIPE means the server had already closed the connection;
+        // PuTTY, which reads before it writes, sees that close first and says so.
+        port.lost(
+          new TransportError(
+            err.code === "EPIPE"
+              ? "Remote side unexpectedly closed network connection"
+              : networkMessage(err, opts.host),
+            "network",
+          ),
+        );
         return;
       }
       if (failure) return fail(failure);
