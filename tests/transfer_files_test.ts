@@ -176,3 +176,42 @@ Deno.test("remote writer against OpenSSH: modes, links, failures, stops", opts, 
     await s.stop();
   }
 });
+
+Deno.test(
+  "remote writer where posix-rename is denied: the old file moved aside, the new one renamed in",
+  opts,
+  async () => {
+    const s = await startSshd({
+      sftp: false,
+      config: ["Subsystem sftp internal-sftp -P posix-rename"],
+    });
+    const dir = await s.userDir("writer-plain-rename");
+    const c = await connectTo(s, false);
+    const sftp = await SftpClient.start(c.conn);
+    try {
+      // Depending on its version, OpenSSH stops offering the request it denies, or still does.
+      if (sftp.hasPosixRename) {
+        await assert.rejects(sftp.posixRename(`${dir}/a`, `${dir}/b`), /permission denied/i);
+      }
+      await Deno.writeTextFile(join(dir, "kept"), "old");
+      await Deno.chmod(join(dir, "kept"), 0o640);
+      const w = await RemoteFileWriter.open(sftp, `${dir}/kept`, { mode: 0o600, tool: "pscp" });
+      await upload(w.handle, once(enc.encode("replaced")));
+      assert.equal(await Deno.readTextFile(join(dir, "kept")), "old", "untouched until commit");
+      await w.commit();
+      assert.equal(await Deno.readTextFile(join(dir, "kept")), "replaced");
+      assert.equal((await Deno.stat(join(dir, "kept"))).mode! & 0o7777, 0o640);
+      assert.deepEqual(names(dir), ["kept"]);
+      // A new file needs no removal.
+      const n = await RemoteFileWriter.open(sftp, `${dir}/new`, { mode: 0o600, tool: "psftp" });
+      await upload(n.handle, once(enc.encode("fresh")));
+      await n.commit();
+      assert.equal(await Deno.readTextFile(join(dir, "new")), "fresh");
+      assert.deepEqual(names(dir), ["kept", "new"]);
+    } finally {
+      await sftp.close();
+      await c.finish();
+      await s.stop();
+    }
+  },
+);

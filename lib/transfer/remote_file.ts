@@ -1,12 +1,19 @@
 /**
  * Writing one file on the server over SFTP, for pscp and psftp: into a temporary file beside the
  * target, renamed over it once complete (posix-rename@openssh.com when offered, which replaces
- * an existing file atomically; else rename, removing an existing target first), so a failed
+ * an existing file atomically; else plain renames, the old file moved aside first), so a failed
  * transfer leaves the target as it was. The temporary file is removed on failure while the
  * connection still allows.
  */
 
-import { type Attrs, OPEN, type SftpClient, SftpError, type SftpHandle } from "../sftp/client.ts";
+import {
+  type Attrs,
+  FX,
+  OPEN,
+  type SftpClient,
+  SftpError,
+  type SftpHandle,
+} from "../sftp/client.ts";
 import {
   type ExistingTarget,
   type Temporaries,
@@ -109,11 +116,7 @@ export class RemoteFileWriter implements Temporary {
     await this.close();
     const temp = this.tempPath;
     if (temp !== undefined) {
-      if (this.sftp.hasPosixRename) {
-        await this.sftp.posixRename(temp, this.target);
-      } else {
-        await renameReplacing(this.sftp, temp, this.target);
-      }
+      await renameOver(this.sftp, temp, this.target);
     }
     this.finished = true;
     this.temporaries?.delete(this);
@@ -164,15 +167,43 @@ async function inspect(sftp: SftpClient, target: string): Promise<ExistingTarget
   return { kind: "file", real, mode: st.permissions & 0o7777 };
 }
 
-/** Plain SFTP rename refuses to replace a file: remove the old one first. */
+/**
+ * Renames `from` over `to`: posix-rename@openssh.com when the server offers it and lets us use it
+ * (OpenSSH's sftp-server -P still offers a request it then denies), else plain renames.
+ */
+async function renameOver(sftp: SftpClient, from: string, to: string): Promise<void> {
+  if (sftp.hasPosixRename) {
+    try {
+      return await sftp.posixRename(from, to);
+    } catch (e) {
+      const unusable = e instanceof SftpError &&
+        (e.code === FX.OP_UNSUPPORTED || e.code === FX.PERMISSION_DENIED);
+      if (!unusable) throw e;
+    }
+  }
+  await renameReplacing(sftp, from, to);
+}
+
+/**
+ * Plain SFTP rename refuses to replace a file: the old one is first renamed aside (beside the
+ * temporary file, under its name plus ".old"), put back if the new one can't take its place, and
+ * removed once it has. At no moment is the target's data gone from the server.
+ */
 async function renameReplacing(sftp: SftpClient, from: string, to: string): Promise<void> {
+  try {
+    return await sftp.rename(from, to);
+  } catch (e) {
+    if (!(e instanceof SftpError) || !await exists(sftp, to)) throw e;
+  }
+  const aside = `${from}.old`;
+  await sftp.rename(to, aside);
   try {
     await sftp.rename(from, to);
   } catch (e) {
-    if (!(e instanceof SftpError) || !await exists(sftp, to)) throw e;
-    await sftp.remove(to);
-    await sftp.rename(from, to);
+    await sftp.rename(aside, to).catch(() => {});
+    throw e;
   }
+  await sftp.remove(aside).catch(() => {});
 }
 
 async function exists(sftp: SftpClient, path: string): Promise<boolean> {
