@@ -313,7 +313,7 @@ export async function connectOnConsole(
   let connected: Connected;
   const ui = consoleInteraction(cfg);
   try {
-    connected = await connect({ config: cfg, mayBeUpstream: true, ui, interactive });
+    connected = await connect({ config: cfg, mayBeUpstream: true, ui, interactive, appName });
   } catch (e) {
     fatal(errorText(e));
   }

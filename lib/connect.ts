@@ -81,6 +81,8 @@ export interface ConnectOptions {
    * the user knows why it behaves a little differently.
    */
   interactive?: boolean;
+  /** How we name ourselves where PuTTY uses its appname ("Plink X11 proxy: ..."). */
+  appName?: string;
 }
 
 /** The host PuTTY indexes the host-key cache and sharing sockets by: -loghost if given. */
@@ -204,6 +206,7 @@ async function connectDirect(
       log: ui.log,
       agentForwarding: agentPath !== undefined,
       onIdle: () => idleWaiter?.(),
+      appName: opts.appName,
     });
     if (agentPath !== undefined) {
       const [agentSide, muxSide] = portPair();

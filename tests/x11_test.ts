@@ -17,7 +17,7 @@ import {
   setupDisplay,
   X11DisplayError,
 } from "../lib/forward/x11_display.ts";
-import { failureReply, makeGreeting, parseSetup, verifyAuth } from "../lib/forward/x11.ts";
+import { failureReply, makeGreeting, parseSetup, verifyAuth } from "../lib/forward/x11_protocol.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -155,26 +155,42 @@ Deno.test("X11 forwarding through shared connections", opts, (t) =>
     );
 
     await t.step(
-      "our upstream refuses downstreams' X11 (ours and PuTTY's); they carry on",
+      "our upstream gives each downstream's X clients to that downstream (ours and PuTTY's)",
       async () => {
+        // A second X server with another screen size: whose clients land where shows.
+        const x2 = await startXvfb(s.dir, "800x600");
         const up = await startUpstream(s, "ours");
         try {
-          const cmd = 'echo "display=$DISPLAY"';
-          const ours = await runOurs("plink", [...args(s, "-share", "-X", "-v"), cmd], {
-            env: envFor(s, x),
-          });
-          assert.equal(ours.code, 0, ours.stderr);
+          const [ours, real] = await Promise.all([
+            runOurs("plink", [...args(s, "-share", "-X", "-v"), `sleep 0.5; ${PROBE}`], {
+              env: envFor(s, x),
+            }),
+            runReal("plink", [...args(s, "-share", "-X", "-v"), `sleep 0.5; ${PROBE}`], {
+              env: envFor(s, x2),
+            }),
+          ]);
+          assert.equal(ours.code, 0, ours.stdout + ours.stderr);
+          assert.equal(real.code, 0, real.stdout + real.stderr);
           assert.match(ours.stderr, /Reusing a shared connection/);
-          assert.match(ours.stderr, /^X11 forwarding refused$/m);
-          assert.match(ours.stdout, /^display=$/m);
-          const real = await runReal("plink", [...args(s, "-share", "-X", "-v"), cmd], {
+          assert.match(real.stderr, /Reusing a shared connection/);
+          assert.match(ours.stderr, /^X11 forwarding enabled$/m);
+          assert.match(real.stderr, /X11 forwarding enabled/);
+          assert.match(ours.stdout, /^\s*dimensions:\s+640x480 pixels/m);
+          assert.match(real.stdout, /^\s*dimensions:\s+800x600 pixels/m);
+          const display = (out: string) => /^display=(.*)$/m.exec(out)?.[1];
+          assert.notEqual(display(ours.stdout), display(real.stdout));
+
+          // A client with a cookie no session gave out is refused by the upstream itself.
+          const cmd = `f=$(mktemp); xauth -f "$f" add "$DISPLAY" . ${"00".repeat(16)}; ` +
+            'XAUTHORITY="$f" xdpyinfo; echo status=$?; rm -f "$f"';
+          const bad = await runOurs("plink", [...args(s, "-share", "-X"), cmd], {
             env: envFor(s, x),
           });
-          assert.equal(real.code, 0, real.stderr);
-          assert.match(real.stderr, /X11 forwarding refused/);
-          assert.match(real.stdout, /^display=$/m);
+          assert.match(bad.stdout, /^status=1$/m);
+          assert.match(bad.stderr, /Plink X11 proxy: Authorisation not recognised/);
         } finally {
           await stopUpstream(up);
+          await x2.stop();
         }
       },
     );

@@ -7,6 +7,8 @@
  * from the file (PuTTY's default; XDM-AUTHORIZATION-1 needs DES, which we don't carry).
  */
 
+import { MIT_COOKIE } from "./x11_protocol.ts";
+
 /** Where the X server listens. */
 export type X11Address =
   | { transport: "unix"; path: string }
@@ -31,8 +33,6 @@ export interface X11Auth {
 }
 
 export class X11DisplayError extends Error {}
-
-export const MIT_COOKIE = "MIT-MAGIC-COOKIE-1";
 
 interface ParsedName {
   number: number;

@@ -13,9 +13,9 @@
  * want-reply forced on so we can track them); the server's replies come back in request order,
  * matched against one FIFO. Forwarded-tcpip channels opened by the server go to the downstream
  * that asked for the forwarding. Agent channels go to the agent handler, if any (only one agent
- * can be forwarded through a shared connection, as in PuTTY). X11 channels go to the upstream's
- * own session, the only one allowed to ask for X11 forwarding (PuTTY tells downstreams' X11
- * channels apart by their cookies; we don't, so downstreams are refused).
+ * can be forwarded through a shared connection, as in PuTTY). X11 channels are accepted here until
+ * the X client's set-up message shows its cookie, then handed to the session whose x11-req gave
+ * the server that cookie (as PuTTY's share_xchannel does).
  *
  * A downstream that sends a malformed or out-of-place message is disconnected with a
  * DISCONNECT naming the problem; the upstream and every other downstream carry on. "Malformed"
@@ -25,6 +25,7 @@
  * on one session, extended data after EOF (tests/share_fuzz_test.ts throws 1,000 at it).
  */
 
+import { failureReply, MIT_COOKIE, parseSetup, verifyAuth } from "../forward/x11_protocol.ts";
 import type { PacketPort } from "../ssh/packet_port.ts";
 import {
   DISCONNECT_PROTOCOL_ERROR,
@@ -58,7 +59,48 @@ interface MuxChannel {
 interface HalfOpen {
   serverWindow: number;
   serverMaxPacket: number;
+  /** An X11 channel we have already accepted from the server, being handed over. */
+  x11?: X11Pending;
 }
+
+/** A session's X11 forwarding: the (made-up) MIT cookie its x11-req gave the server. */
+interface X11Grant {
+  ds: Downstream;
+  /** Only one X connection (x11-req's single-connection flag). */
+  single: boolean;
+}
+
+/**
+ * An X11 channel the server opened, which we accept ourselves until its client's set-up message
+ * says whose cookie it carries (PuTTY's share_xchannel).
+ */
+interface X11Pending {
+  upstreamId: number;
+  serverId: number;
+  serverWindow: number;
+  serverMaxPacket: number;
+  /** The CHANNEL_OPEN's originator address and port, passed on to the owner. */
+  originator: Uint8Array;
+  /** What the client has sent so far. */
+  data: Uint8Array;
+  /** Handed to this downstream, waiting for its answer. */
+  owner?: Downstream;
+  rcvdEof?: boolean;
+  rcvdClose?: boolean;
+  sentClose?: boolean;
+}
+
+/**
+ * The window we give the server on an X11 channel before its owner is known: room for a set-up
+ * message with an MIT cookie (48 bytes) and then some; a client sends nothing more until the
+ * X server has answered.
+ */
+const X11_SETUP_WINDOW = 256;
+/**
+ * The largest packet the server may send on an X11 channel, fixed before its owner is known:
+ * PuTTY's own (0x4000), which every downstream takes; we split larger ones for those who can't.
+ */
+const X11_MAX_PACKET = 0x4000;
 
 interface Forwarding {
   host: string;
@@ -83,6 +125,8 @@ export interface MuxOptions {
   agentChannels?: Downstream;
   /** Called whenever the number of live downstreams drops to zero. */
   onIdle?: () => void;
+  /** How the X11 proxy names itself to X clients it refuses ("Plink X11 proxy: ..."). */
+  appName?: string;
 }
 
 export interface DownstreamInfo {
@@ -125,8 +169,10 @@ export class ConnectionMux {
   private readonly globalQueue: GlobalRequest[] = [];
   private nextId = 0x100;
   private serverGone?: Error;
-  /** The session whose x11-req went to the server: it gets the server's X11 channels. */
-  private x11Owner?: Downstream;
+  /** X11 forwardings by cookie (hex): whose session an X client's channel belongs to. */
+  private readonly x11Grants = new Map<string, X11Grant>();
+  /** X11 channels accepted from the server whose owner is not settled yet, by our id. */
+  private readonly x11Pending = new Map<number, X11Pending>();
   private readonly log: (text: string) => void;
 
   constructor(private readonly server: PacketPort, private readonly opts: MuxOptions = {}) {
@@ -266,10 +312,10 @@ export class ConnectionMux {
         return refuse(OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, "no such forwarding");
       }
     } else if (type === "x11") {
-      target = this.x11Owner;
-      if (!target?.alive) {
+      if (this.x11Grants.size === 0) {
         return refuse(OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, "X11 forwarding not enabled");
       }
+      return this.acceptX11(serverId, half, p.subarray(r.pos));
     } else if (type === "auth-agent@openssh.com") {
       target = this.opts.agentChannels;
       if (!target?.alive) {
@@ -297,6 +343,8 @@ export class ConnectionMux {
 
   private serverChannelMessage(type: number, p: Uint8Array): void {
     if (p.length < 5) return;
+    const pending = this.x11Pending.get(readUint32(p, 1));
+    if (pending) return this.x11PendingMessage(pending, type, p);
     const chan = this.byUpstream.get(readUint32(p, 1));
     if (!chan) return;
     const ds = chan.ds;
@@ -412,6 +460,7 @@ export class ConnectionMux {
             `CHANNEL_OPEN_CONFIRMATION packet cited unknown channel ${serverId}`,
           );
         }
+        if (half.x11) return this.x11Confirmed(ds, half.x11, downstreamId, window);
         const relayed = this.relayOpen(ds, p, { downstreamId, idPos, maxPos, maxPacket }, {
           serverId,
           state: "open",
@@ -428,13 +477,15 @@ export class ConnectionMux {
         cstring(r);
         r.string();
         expectEnd(r);
-        if (!ds.halfOpen.has(serverId)) {
+        const half = ds.halfOpen.get(serverId);
+        if (!half) {
           return this.disconnect(
             ds,
             `CHANNEL_OPEN_FAILURE packet cited unknown channel ${serverId}`,
           );
         }
         ds.halfOpen.delete(serverId);
+        if (half.x11) return this.x11Close(half.x11);
         this.server.send(p);
         return;
       }
@@ -478,11 +529,11 @@ export class ConnectionMux {
         } else if (type === MSG.CHANNEL_REQUEST) {
           const name = cstring(r);
           const wantReply = r.bool();
+          const dataPos = r.pos;
           checkRequestData(name, r);
           if (
             (name === "auth-agent-req@openssh.com" && !this.opts.agentForwarding) ||
-            // X11 channels can't be told apart: only our own session may forward X11.
-            (name === "x11-req" && !ds.info.local) ||
+            (name === "x11-req" && !this.grantX11(ds, new SshReader(p, dataPos))) ||
             // sshd drops the whole connection on a second pty for one session
             (name === "pty-req" && chan.askedPty)
           ) {
@@ -492,7 +543,6 @@ export class ConnectionMux {
             return;
           }
           if (name === "pty-req") chan.askedPty = true;
-          if (name === "x11-req") this.x11Owner = ds;
         } else {
           expectEnd(r);
           if (type === MSG.CHANNEL_EOF) chan.sentEof = true;
@@ -598,7 +648,11 @@ export class ConnectionMux {
   /** PuTTY's share_try_cleanup: undo everything the downstream left behind on the server. */
   private tryCleanup(ds: Downstream): void {
     if (this.serverGone) return this.forgetDownstream(ds);
-    for (const serverId of ds.halfOpen.keys()) {
+    for (const [serverId, half] of ds.halfOpen) {
+      if (half.x11) {
+        this.x11Close(half.x11);
+        continue;
+      }
       this.server.send(message(MSG.CHANNEL_OPEN_FAILURE, (w) => {
         w.uint32(serverId).uint32(OPEN_FAILURE.CONNECT_FAILED)
           .string("PuTTY downstream no longer available").string("en");
@@ -630,6 +684,9 @@ export class ConnectionMux {
     ds.removed = true;
     ds.alive = false;
     this.downstreams.delete(ds);
+    for (const [cookie, grant] of this.x11Grants) {
+      if (grant.ds === ds) this.x11Grants.delete(cookie);
+    }
     for (const chan of ds.byDownstreamId.values()) this.byUpstream.delete(chan.upstreamId);
     ds.byDownstreamId.clear();
     ds.byServer.clear();
@@ -657,6 +714,173 @@ export class ConnectionMux {
       this.forgetDownstream(ds);
     }
     this.byUpstream.clear();
+    this.x11Pending.clear();
+    this.x11Grants.clear();
+  }
+
+  // ---- X11 ------------------------------------------------------------------------------------
+
+  /**
+   * A downstream's x11-req: allowed when it carries an MIT cookie no other session uses, which
+   * then routes the server's X11 channels whose clients present it to this downstream. (PuTTY
+   * gives the server a cookie of its own and swaps it back; passing the session's cookie on
+   * routes just as well, as long as no two sessions share one.)
+   */
+  private grantX11(ds: Downstream, r: SshReader): boolean {
+    const single = r.bool();
+    const protocol = cstring(r);
+    const cookie = cstring(r).toLowerCase();
+    if (protocol !== MIT_COOKIE || !/^[0-9a-f]{32}$/.test(cookie)) return false;
+    const held = this.x11Grants.get(cookie);
+    if (held && held.ds !== ds) return false;
+    this.x11Grants.set(cookie, { ds, single });
+    return true;
+  }
+
+  private acceptX11(serverId: number, half: HalfOpen, originator: Uint8Array): void {
+    const pending: X11Pending = {
+      upstreamId: this.allocId(),
+      serverId,
+      serverWindow: half.serverWindow,
+      serverMaxPacket: half.serverMaxPacket,
+      originator: originator.slice(),
+      data: new Uint8Array(0),
+    };
+    this.x11Pending.set(pending.upstreamId, pending);
+    this.server.send(message(MSG.CHANNEL_OPEN_CONFIRMATION, (w) => {
+      w.uint32(serverId).uint32(pending.upstreamId).uint32(X11_SETUP_WINDOW)
+        .uint32(X11_MAX_PACKET);
+    }));
+  }
+
+  private x11PendingMessage(x: X11Pending, type: number, p: Uint8Array): void {
+    const r = new SshReader(p, 5);
+    switch (type) {
+      case MSG.CHANNEL_DATA: {
+        const data = r.bytes();
+        const all = new Uint8Array(x.data.length + data.length);
+        all.set(x.data);
+        all.set(data, x.data.length);
+        x.data = all;
+        if (x.data.length > X11_SETUP_WINDOW) return this.x11Close(x);
+        if (!x.owner) this.routeX11(x);
+        return;
+      }
+      case MSG.CHANNEL_WINDOW_ADJUST:
+        x.serverWindow = Math.min(0xffffffff, x.serverWindow + r.uint32());
+        return;
+      case MSG.CHANNEL_EOF:
+        x.rcvdEof = true;
+        if (!x.owner) this.x11Close(x);
+        return;
+      case MSG.CHANNEL_CLOSE:
+        x.rcvdClose = true;
+        if (x.sentClose) {
+          this.x11Pending.delete(x.upstreamId);
+        } else if (!x.owner) {
+          this.x11Close(x);
+        }
+        return;
+      case MSG.CHANNEL_REQUEST: {
+        r.string();
+        if (r.bool() && !x.sentClose) {
+          this.server.send(message(MSG.CHANNEL_FAILURE, (w) => w.uint32(x.serverId)));
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** Once the client's set-up message is complete: hand the channel to its cookie's owner. */
+  private routeX11(x: X11Pending): void {
+    const setup = parseSetup(x.data);
+    if (!setup) return;
+    const hex = [...setup.data].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const grant = setup.protocol === MIT_COOKIE ? this.x11Grants.get(hex) : undefined;
+    let refusal: string | undefined;
+    if (setup.protocol !== MIT_COOKIE) {
+      refusal = verifyAuth(setup, new Uint8Array(0)); // no or an unsupported authorisation
+    } else if (!grant?.ds.alive) {
+      refusal = "Authorisation not recognised";
+    }
+    if (refusal || !grant) {
+      const reply = failureReply(x.data, `${this.opts.appName ?? "Plink"} X11 proxy: ${refusal}\n`);
+      if (reply.length <= x.serverWindow) {
+        this.server.send(message(MSG.CHANNEL_DATA, (w) => w.uint32(x.serverId).string(reply)));
+      }
+      this.server.send(message(MSG.CHANNEL_EOF, (w) => w.uint32(x.serverId)));
+      return this.x11Close(x);
+    }
+    if (grant.single) this.x11Grants.delete(hex);
+    const ds = grant.ds;
+    x.owner = ds;
+    ds.halfOpen.set(x.serverId, {
+      serverWindow: x.serverWindow,
+      serverMaxPacket: x.serverMaxPacket,
+      x11: x,
+    });
+    ds.port.send(message(MSG.CHANNEL_OPEN, (w) => {
+      w.string("x11").uint32(x.serverId).uint32(x.serverWindow).uint32(x.serverMaxPacket)
+        .raw(x.originator);
+    }));
+  }
+
+  /**
+   * The owner accepted the X11 channel: from now on it is an ordinary channel of its own. The
+   * server has already been told the channel is open (with our small window); the owner gets
+   * what the client sent so far, and the server's window is brought up to the owner's.
+   */
+  private x11Confirmed(ds: Downstream, x: X11Pending, downstreamId: number, window: number): void {
+    ds.halfOpen.delete(x.serverId);
+    this.x11Pending.delete(x.upstreamId);
+    if (ds.byDownstreamId.has(downstreamId)) {
+      this.x11Close(x);
+      return this.disconnect(ds, `channel id ${downstreamId} is already in use`);
+    }
+    const chan: MuxChannel = {
+      ds,
+      downstreamId,
+      upstreamId: x.upstreamId,
+      serverId: x.serverId,
+      state: x.rcvdClose ? "rcvd_close" : "open",
+      serverWindow: x.serverWindow,
+      serverMaxPacket: x.serverMaxPacket,
+      downstreamWindow: window - x.data.length,
+      sentEof: false,
+    };
+    this.byUpstream.set(chan.upstreamId, chan);
+    ds.byDownstreamId.set(downstreamId, chan);
+    ds.byServer.set(chan.serverId, chan);
+    if (window > X11_SETUP_WINDOW) {
+      this.server.send(message(MSG.CHANNEL_WINDOW_ADJUST, (w) => {
+        w.uint32(x.serverId).uint32(window - X11_SETUP_WINDOW);
+      }));
+    }
+    if (x.data.length) {
+      this.sendData(
+        ds,
+        MSG.CHANNEL_DATA,
+        message(MSG.CHANNEL_DATA, (w) => {
+          w.uint32(downstreamId).string(x.data);
+        }),
+      );
+    }
+    if (x.rcvdEof) ds.port.send(message(MSG.CHANNEL_EOF, (w) => w.uint32(downstreamId)));
+    if (x.rcvdClose) ds.port.send(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(downstreamId)));
+  }
+
+  /** Ends an X11 channel nobody took: closes it on the server, forgotten once both closes are seen. */
+  private x11Close(x: X11Pending): void {
+    x.owner?.halfOpen.delete(x.serverId);
+    x.owner = undefined;
+    if (!x.sentClose) {
+      x.sentClose = true;
+      this.server.send(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(x.serverId)));
+    }
+    if (x.rcvdClose) this.x11Pending.delete(x.upstreamId);
+    else this.x11Pending.set(x.upstreamId, x);
   }
 }
 
