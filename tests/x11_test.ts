@@ -7,9 +7,12 @@
 
 import assert from "node:assert/strict";
 import { loginArgs, type Sshd, startSshd } from "./fixtures/sshd.ts";
-import { startUpstream, stopUpstream } from "./fixtures/upstream.ts";
+import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
+import { RawDownstream } from "./fixtures/raw_downstream.ts";
+import { sharePaths } from "../lib/share/socket_path.ts";
+import { message, MSG, readUint32 } from "../lib/ssh/wire.ts";
 import { startXvfb, type Xvfb } from "./fixtures/xvfb.ts";
-import { runOurs, runReal } from "./fixtures/tools.ts";
+import { runOurs, runReal, waitFor } from "./fixtures/tools.ts";
 import {
   findAuth,
   parseDisplayName,
@@ -195,6 +198,54 @@ Deno.test("X11 forwarding through shared connections", opts, (t) =>
       },
     );
   }));
+
+Deno.test("our upstream: no session can take another's X11 cookie", opts, async () => {
+  const s = await startSshd({ config: ["X11Forwarding yes"] });
+  const up = await startUpstream(s, "ours");
+  try {
+    const { socket } = await sharePaths(upstreamId(s));
+    /** A raw downstream with a session channel open; returns it and the server's channel id. */
+    const session = async () => {
+      const d = await RawDownstream.open(socket);
+      await d.sendPacket(message(MSG.CHANNEL_OPEN, (w) => {
+        w.string("session").uint32(7).uint32(65536).uint32(16384);
+      }));
+      const ok = await d.next((p) => p[0] === MSG.CHANNEL_OPEN_CONFIRMATION);
+      assert.ok(ok);
+      return { d, id: readUint32(ok, 5) };
+    };
+    /** Sends an x11-req; resolves to whether it was granted. */
+    const ask = async (x: { d: RawDownstream; id: number }, proto: string, cookie: string) => {
+      await x.d.sendPacket(message(MSG.CHANNEL_REQUEST, (w) => {
+        w.uint32(x.id).string("x11-req").bool(true).bool(false).string(proto).string(cookie)
+          .uint32(0);
+      }));
+      const reply = await x.d.next((p) =>
+        p[0] === MSG.CHANNEL_SUCCESS || p[0] === MSG.CHANNEL_FAILURE
+      );
+      return reply?.[0] === MSG.CHANNEL_SUCCESS;
+    };
+    const a = await session();
+    const b = await session();
+    const cookie = "0123456789abcdef".repeat(2);
+    assert.equal(await ask(a, "MIT-MAGIC-COOKIE-1", cookie), true, "the first comer gets it");
+    assert.equal(await ask(b, "MIT-MAGIC-COOKIE-1", cookie), false, "not a second session");
+    assert.equal(await ask(b, "MIT-MAGIC-COOKIE-1", cookie.toUpperCase()), false, "in any case");
+    assert.equal(await ask(b, "MIT-MAGIC-COOKIE-1", "abcd"), false, "not a short cookie");
+    assert.equal(await ask(b, "XDM-AUTHORIZATION-1", cookie), false, "no other protocol");
+    assert.equal(await ask(b, "MIT-MAGIC-COOKIE-1", "fedcba9876543210".repeat(2)), true);
+    // Once the first session has gone, its cookie is free again.
+    a.d.close();
+    await a.d.done;
+    const c = await session();
+    await waitFor(() => ask(c, "MIT-MAGIC-COOKIE-1", cookie), 5000, "the cookie to be free");
+    b.d.close();
+    c.d.close();
+  } finally {
+    await stopUpstream(up);
+    await s.stop();
+  }
+});
 
 Deno.test("display names as PuTTY parses them", () => {
   assert.deepEqual(parseDisplayName(":0"), { number: 0, screen: 0, unix: true, host: undefined });
