@@ -92,25 +92,35 @@ class Ssh2Port implements PacketPort {
   }
 }
 
+/** strerror() words for the socket errors Node reports by code. */
+const SOCKET_ERRORS: Record<string, string> = {
+  ECONNREFUSED: "Connection refused",
+  ETIMEDOUT: "Connection timed out",
+  EHOSTUNREACH: "No route to host",
+  ENETUNREACH: "Network is unreachable",
+  ECONNRESET: "Connection reset by peer",
+  EPIPE: "Broken pipe",
+};
+
+/** A failure to connect, in PuTTY's words. */
 function networkMessage(err: ErrnoError, host: string): string {
   switch (err.code) {
     case "ENOTFOUND":
     case "EAI_AGAIN":
     case "EAI_NONAME":
       return `Unable to open connection to ${host}: Host does not exist`;
-    case "ECONNREFUSED":
-      return "Network error: Connection refused";
-    case "ETIMEDOUT":
-      return "Network error: Connection timed out";
-    case "EHOSTUNREACH":
-      return "Network error: No route to host";
-    case "ENETUNREACH":
-      return "Network error: Network is unreachable";
-    case "ECONNRESET":
-      return "Network error: Connection reset by peer";
-    default:
-      return `Network error: ${err.message}`;
   }
+  return `Network error: ${SOCKET_ERRORS[err.code ?? ""] ?? err.message}`;
+}
+
+/**
+ * An established connection's socket failing, in PuTTY's words: the bare strerror() text
+ * ("Connection reset by peer"). A write failing with EPIPE means the server had already closed
+ * the connection; PuTTY, which reads before it writes, sees that close first and says so.
+ */
+function lostMessage(err: ErrnoError): string {
+  if (err.code === "EPIPE") return "Remote side unexpectedly closed network connection";
+  return SOCKET_ERRORS[err.code ?? ""] ?? err.message;
 }
 
 /** What ssh2 and Node's net module put on their errors. */
@@ -300,16 +310,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
     );
     client.on("error", (err: ErrnoError) => {
       if (port) {
-        // A write that fails with EPIPE means the server had already closed the connection;
-        // PuTTY, which reads before it writes, sees that close first and says so.
-        port.lost(
-          new TransportError(
-            err.code === "EPIPE"
-              ? "Remote side unexpectedly closed network connection"
-              : networkMessage(err, opts.host),
-            "network",
-          ),
-        );
+        port.lost(new TransportError(lostMessage(err), "network"));
         return;
       }
       if (failure) return fail(failure);
