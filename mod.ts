@@ -47,5 +47,7 @@ if (import.meta.main) {
     Deno.exit(/^(-h|--help)$/.test(Deno.args[0] ?? "") ? 0 : 1);
   }
   const code = await run(picked.tool, picked.args);
-  Deno.exit(code);
+  // A tool stopping for a signal leaves with the signal's code, once its clean-up is done.
+  const { finalExitCode } = await import("./cmd/console.ts");
+  Deno.exit(await finalExitCode(code));
 }

@@ -36,8 +36,33 @@ export function writeErr(text: string): void {
 
 /** Prints "FATAL ERROR: ..." (PuTTY's wording) and exits 1. */
 export function fatal(message: string, code = 1): never {
+  // Stopping for a signal already: whatever failed, failed because of that.
+  if (signalled) Deno.exit(signalled.code);
   writeErr(`FATAL ERROR: ${message}\n`);
   Deno.exit(code);
+}
+
+/** Once a terminating signal is being handled: the exit code it asked for, and its clean-up. */
+let signalled: { code: number; done: Promise<void> } | undefined;
+
+/**
+ * Stops for a signal: runs `cleanup` (remove temporary files, drop the connection), then exits
+ * with `code`. Only the first call counts. Meanwhile the rest of the tool may see its work fail
+ * (the clean-up pulls the connection from under it); finalExitCode() and fatal() then leave with
+ * the signal's code, after the clean-up, not with the failure's.
+ */
+export function stopOnSignal(code: number, cleanup: () => Promise<void>): void {
+  if (signalled) return;
+  const done = cleanup().catch(() => {});
+  signalled = { code, done };
+  done.then(() => Deno.exit(code));
+}
+
+/** The code to exit with: `code`, or a signal's once one is being handled (after its clean-up). */
+export async function finalExitCode(code: number): Promise<number> {
+  if (!signalled) return code;
+  await signalled.done;
+  return signalled.code;
 }
 
 /** Prints "<tool>: message" for usage errors and exits 1. */
@@ -264,10 +289,9 @@ export function exitOnSignals(
   terminal?: RawTerminal,
 ): void {
   for (const [sig, n] of Object.entries(TERMINATING_SIGNALS)) {
-    Deno.addSignalListener(sig as Deno.Signal, async () => {
+    Deno.addSignalListener(sig as Deno.Signal, () => {
       terminal?.restore();
-      await stop(128 + n).catch(() => {});
-      Deno.exit(128 + n);
+      stopOnSignal(128 + n, () => stop(128 + n));
     });
   }
 }

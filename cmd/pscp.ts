@@ -12,7 +12,14 @@ import { printable } from "../lib/transfer/display.ts";
 import { ProgressLine } from "../lib/transfer/progress.ts";
 import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/transfer/pscp.ts";
 import { VERSION } from "../lib/version.ts";
-import { consoleInteraction, errorText, fatal, writeErr, writeOut } from "./console.ts";
+import {
+  consoleInteraction,
+  errorText,
+  fatal,
+  stopOnSignal,
+  writeErr,
+  writeOut,
+} from "./console.ts";
 
 const USAGE = `PuTTY Secure Copy client (puttykit ${VERSION})
 Usage: pscp [options] [user@]host:source target
@@ -158,11 +165,11 @@ export async function main(args: string[]): Promise<number> {
     fatal(errorText(e));
   }
 
-  const stop = async () => {
-    await run.abort();
-    await connected.abort();
-    Deno.exit(130);
-  };
+  const stop = () =>
+    stopOnSignal(130, async () => {
+      await run.abort();
+      await connected.abort();
+    });
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const sig of signals) Deno.addSignalListener(sig, stop);
   try {

@@ -11,7 +11,14 @@ import { batchLines, runBatch, runInteractive } from "../lib/psftp/command_loop.
 import { LineEditor } from "../lib/psftp/line_editor.ts";
 import { FatalError, type PsftpOutput, PsftpSession } from "../lib/psftp/session.ts";
 import { VERSION } from "../lib/version.ts";
-import { consoleInteraction, errorText, writeErr, writeOut } from "./console.ts";
+import {
+  consoleInteraction,
+  errorText,
+  fatal,
+  stopOnSignal,
+  writeErr,
+  writeOut,
+} from "./console.ts";
 
 const USAGE = `PuTTY Secure File Transfer (SFTP) client
 puttykit ${VERSION}
@@ -190,16 +197,16 @@ export async function main(args: string[]): Promise<number> {
   });
   const terminal = Deno.stdin.isTerminal() ? new TerminalReader() : undefined;
 
-  const stop = async (code: number, message?: string): Promise<never> => {
+  const die = async (message: string): Promise<never> => {
     terminal?.restore();
-    if (message !== undefined) writeErr(`FATAL ERROR: ${message}\n`);
     await session.abort();
-    Deno.exit(code);
+    fatal(message);
   };
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     Deno.addSignalListener(sig, () => {
       if (sig === "SIGINT" && !sigintIsOurs()) return;
-      stop(sig === "SIGINT" ? 130 : sig === "SIGTERM" ? 143 : 129);
+      terminal?.restore();
+      stopOnSignal(sig === "SIGINT" ? 130 : sig === "SIGTERM" ? 143 : 129, () => session.abort());
     });
   }
 
@@ -237,6 +244,6 @@ export async function main(args: string[]): Promise<number> {
     await session.close();
     return code;
   } catch (e) {
-    return await stop(1, e instanceof FatalError ? e.message : errorText(e));
+    return await die(e instanceof FatalError ? e.message : errorText(e));
   }
 }
