@@ -193,6 +193,7 @@ async function connectDirect(
       batch: cfg.batch,
       verifyHostKey: verifierFor(cfg, ui),
       hostKeyAlgorithms: hostKeyAlgorithms(cfg),
+      proxy: cfg,
       prompt: ui.prompt,
       log: ui.log,
       banner: ui.banner,

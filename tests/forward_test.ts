@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { startAgent } from "./fixtures/agent.ts";
 import { freePort, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import {
+  acceptsTcp,
   collect,
   runOurs,
   runReal,
@@ -77,18 +78,7 @@ async function roundTrip(port: number, data: Uint8Array, hostname = "127.0.0.1")
 
 /** Waits until something accepts TCP connections on host:port. */
 async function waitListening(port: number, hostname = "127.0.0.1") {
-  await waitFor(
-    async () => {
-      try {
-        (await Deno.connect({ hostname, port })).close();
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    20000,
-    `a listener on ${hostname}:${port}`,
-  );
+  await waitFor(() => acceptsTcp(port, hostname), 20000, `a listener on ${hostname}:${port}`);
 }
 
 /** The local addresses listening on TCP `port` ("127.0.0.1:80", "[::1]:80"), sorted (ss). */

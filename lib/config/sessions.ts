@@ -125,8 +125,18 @@ export interface PuttyConfig extends SessionConfig {
   preferKnownHostKeys: boolean;
   /** ProxyMethod; "cmd" is -proxycmd. */
   proxyType: ProxyType;
-  /** ProxyTelnetCommand when proxyType is "cmd" (the -proxycmd command). */
+  /** ProxyTelnetCommand: the -proxycmd command, or what a telnet proxy is sent. */
   proxyCommand?: string;
+  /** ProxyHost / ProxyPort: the proxy server (SOCKS, HTTP, telnet). */
+  proxyHost: string;
+  proxyPort: number;
+  /** ProxyUsername / ProxyPassword (SOCKS 5, HTTP, %user / %pass). */
+  proxyUsername: string;
+  proxyPassword: string;
+  /** ProxyExcludeList: hosts reached directly ("*.example.com", "192.168.*", names). */
+  proxyExcludeList: string;
+  /** ProxyLocalhost: proxy connections to this machine too. */
+  proxyLocalhost: boolean;
   /** -nc host:port: tunnel to this address instead of a session (never saved). */
   ncHost?: string;
   ncPort?: number;
@@ -151,6 +161,12 @@ export function defaultPuttyConfig(): PuttyConfig {
     sshVersion: 2,
     preferKnownHostKeys: true,
     proxyType: "none",
+    proxyHost: "proxy",
+    proxyPort: 80,
+    proxyUsername: "",
+    proxyPassword: "",
+    proxyExcludeList: "",
+    proxyLocalhost: false,
   };
 }
 
@@ -561,7 +577,15 @@ export function settingsToConfig(
     c.proxyType = oldTypes[old] ?? "none";
     if (c.proxyType === "socks5" && int("ProxySOCKSVersion", 5) === 4) c.proxyType = "socks4";
   }
-  if (c.proxyType === "cmd") c.proxyCommand = str("ProxyTelnetCommand", "connect %host %port\\n");
+  if (c.proxyType === "cmd" || c.proxyType === "telnet") {
+    c.proxyCommand = str("ProxyTelnetCommand", "connect %host %port\\n");
+  }
+  c.proxyHost = str("ProxyHost", "proxy");
+  c.proxyPort = int("ProxyPort", 80);
+  c.proxyUsername = str("ProxyUsername", "");
+  c.proxyPassword = str("ProxyPassword", "");
+  c.proxyExcludeList = str("ProxyExcludeList", "");
+  c.proxyLocalhost = bool("ProxyLocalhost", false);
 
   // Maps.
   for (const [k, v] of decodeSettingsMap(str("Environment", ""))) {
@@ -613,6 +637,12 @@ export function configToSettings(config: SessionConfig | PuttyConfig): Settings 
   s.set("PortNumber", String(c.port));
   s.set("AddressFamily", c.addressFamily === "ipv4" ? "1" : c.addressFamily === "ipv6" ? "2" : "0");
   s.set("ProxyMethod", String(Math.max(0, PROXY_TYPES.indexOf(c.proxyType))));
+  s.set("ProxyExcludeList", c.proxyExcludeList);
+  s.set("ProxyLocalhost", b(c.proxyLocalhost));
+  s.set("ProxyHost", c.proxyHost);
+  s.set("ProxyPort", String(c.proxyPort));
+  s.set("ProxyUsername", c.proxyUsername);
+  s.set("ProxyPassword", c.proxyPassword);
   if (c.proxyCommand !== undefined) s.set("ProxyTelnetCommand", c.proxyCommand);
   s.set("Environment", encodeSettingsMap(sortByKey(c.env)));
   s.set("UserName", c.user ?? "");

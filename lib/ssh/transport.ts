@@ -20,6 +20,8 @@ import {
 } from "./ssh2_internals.ts";
 import type { LoadedKey } from "./private_key.ts";
 import { VERSION } from "../version.ts";
+import type { Duplex } from "node:stream";
+import { openProxied, type ProxyConfig, ProxyError, proxyFor } from "./proxy.ts";
 
 export interface TransportOptions {
   host: string;
@@ -43,6 +45,8 @@ export interface TransportOptions {
   readyTimeoutMs?: number;
   /** Host-key algorithms to offer, most preferred first (ssh2 names). */
   hostKeyAlgorithms?: string[];
+  /** The proxy settings (used when proxyFor() says this host goes through the proxy). */
+  proxy?: ProxyConfig;
 }
 
 export interface Transport {
@@ -91,6 +95,8 @@ class Ssh2Port implements PacketPort {
     this.inbox.close(err);
   }
 }
+
+const PROXY_STREAM_ENDED = "Remote side unexpectedly closed network connection";
 
 /** strerror() words for the socket errors Node reports by code. */
 const SOCKET_ERRORS: Record<string, string> = {
@@ -281,6 +287,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
     });
   };
 
+  const proxied = opts.proxy !== undefined && proxyFor(opts.proxy, opts.host);
   return new Promise<Transport>((resolve, reject) => {
     let port: Ssh2Port | undefined;
     let settled = false;
@@ -314,6 +321,10 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
         return;
       }
       if (failure) return fail(failure);
+      if (proxied && (err.code === "EPIPE" || /before handshake/.test(err.message))) {
+        // A proxy that gives up ends the stream: PuTTY's words for any stream that ends.
+        return fail(new TransportError(PROXY_STREAM_ENDED, "network"));
+      }
       if (err.level === "client-socket" || err.code) {
         return fail(new TransportError(networkMessage(err, opts.host), "network"));
       }
@@ -331,42 +342,53 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
         return;
       }
       fail(
-        failure ?? new TransportError("Server unexpectedly closed network connection", "network"),
+        failure ?? new TransportError(
+          proxied ? PROXY_STREAM_ENDED : "Server unexpectedly closed network connection",
+          "network",
+        ),
       );
     });
 
-    opts.log(`Connecting to ${opts.host} port ${opts.port}`);
-    client.connect({
-      host: opts.host,
-      port: opts.port,
-      username,
-      forceIPv4: opts.addressFamily === "ipv4",
-      forceIPv6: opts.addressFamily === "ipv6",
-      readyTimeout: opts.readyTimeoutMs ?? 60000,
-      keepaliveInterval: 0,
-      ident: `puttykit_${VERSION}`,
-      authHandler,
-      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
-        opts.verifyHostKey(new Uint8Array(key)).then(
-          () => verify(true),
-          (e) => {
-            failure = e instanceof TransportError
-              ? e
-              : new TransportError(e instanceof Error ? e.message : String(e), "hostkey");
-            verify(false);
-          },
-        );
-      },
-      algorithms: {
-        compress: opts.compression ? ["zlib@openssh.com", "zlib", "none"] : ["none"],
-        cipher: CIPHERS,
-        hmac: MACS,
-        ...(opts.hostKeyAlgorithms ? { serverHostKey: opts.hostKeyAlgorithms } : {}),
-      },
-    });
-    divertConnectionLayer(client, (payload) => early.inbox.deliver(payload));
-    // Like PuTTY (TCPNoDelay defaults on): small interactive packets must not wait for Nagle.
-    client._sock?.once?.("connect", () => client.setNoDelay(true));
-    client.setNoDelay(true);
+    const start = (sock?: Duplex) => {
+      if (!sock) opts.log(`Connecting to ${opts.host} port ${opts.port}`);
+      client.connect({
+        ...(sock ? { sock } : { host: opts.host, port: opts.port }),
+        username,
+        forceIPv4: opts.addressFamily === "ipv4",
+        forceIPv6: opts.addressFamily === "ipv6",
+        readyTimeout: opts.readyTimeoutMs ?? 60000,
+        keepaliveInterval: 0,
+        ident: `puttykit_${VERSION}`,
+        authHandler,
+        hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+          opts.verifyHostKey(new Uint8Array(key)).then(
+            () => verify(true),
+            (e) => {
+              failure = e instanceof TransportError
+                ? e
+                : new TransportError(e instanceof Error ? e.message : String(e), "hostkey");
+              verify(false);
+            },
+          );
+        },
+        algorithms: {
+          compress: opts.compression ? ["zlib@openssh.com", "zlib", "none"] : ["none"],
+          cipher: CIPHERS,
+          hmac: MACS,
+          ...(opts.hostKeyAlgorithms ? { serverHostKey: opts.hostKeyAlgorithms } : {}),
+        },
+      });
+      divertConnectionLayer(client, (payload) => early.inbox.deliver(payload));
+      // Like PuTTY (TCPNoDelay defaults on): small interactive packets must not wait for Nagle.
+      client._sock?.once?.("connect", () => client.setNoDelay(true));
+      client.setNoDelay(true);
+    };
+    if (proxied) {
+      openProxied(opts.proxy!, opts.host, opts.port, { log: opts.log }).then(start, (e) => {
+        fail(new TransportError(e instanceof ProxyError ? e.message : String(e), "network"));
+      });
+    } else {
+      start();
+    }
   });
 }

@@ -12,6 +12,7 @@
 
 import { peakRssKiB } from "../../tests/fixtures/proc.ts";
 import { freePort } from "../../tests/fixtures/sshd.ts";
+import { acceptsTcp } from "../../tests/fixtures/tools.ts";
 import {
   type BenchContext,
   type Cmd,
@@ -58,15 +59,6 @@ function serve(handle: (c: Deno.Conn) => Promise<void>): Deno.TcpListener {
 }
 
 const portOf = (l: Deno.TcpListener) => (l.addr as Deno.NetAddr).port;
-
-async function listening(port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** MiB/s of one upload of `size` bytes through `port`, checked by the sink's count. */
 async function upload(port: number, size: number): Promise<number> {
@@ -128,7 +120,7 @@ export const forward: Section = {
             "-L",
             `${downPort}:127.0.0.1:${portOf(source)}`,
           ]),
-          async () => await listening(upPort) && await listening(downPort),
+          async () => await acceptsTcp(upPort) && await acceptsTcp(downPort),
         );
         const up: number[] = [];
         const down: number[] = [];
