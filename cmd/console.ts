@@ -9,6 +9,7 @@ import { printable } from "../lib/transfer/display.ts";
 import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";
 import type { X11Forwarding } from "../lib/forward/x11.ts";
+import type { PacketLog } from "../lib/log/session_log.ts";
 import { connect, type Connected, type HostKeyQuestion, type Interaction } from "../lib/connect.ts";
 import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
 import { VERSION } from "../lib/version.ts";
@@ -164,9 +165,29 @@ export function consoleInteraction(
   opts: { verbose: boolean; batch: boolean; sanitiseStderr?: boolean },
 ): Interaction {
   const err = (text: string) => writeErr(opts.sanitiseStderr ? printable(text) : text);
+  let packetLog: PacketLog | undefined;
   return {
     log: (text) => {
+      packetLog?.event(text);
       if (opts.verbose) err(text + "\n");
+    },
+    attachPacketLog: (log) => packetLog = log,
+    askLogClash: async (path) => {
+      const exists = `The session log file "${path}" already exists.\n`;
+      if (opts.batch) {
+        writeErr(exists + "Logging will not be enabled.\n");
+        return undefined;
+      }
+      writeErr(
+        exists + "You can overwrite it with a new session log,\n" +
+          "append your session log to the end of it,\n" +
+          "or disable session logging for this session.\n" +
+          'Enter "y" to wipe the file, "n" to append to it,\n' +
+          "or just press Return to disable logging.\n" +
+          "Wipe the log file? (y/n, Return cancels logging) ",
+      );
+      const a = (await readStdinLine() ?? "").trim().toLowerCase();
+      return a.startsWith("y") ? "overwrite" : a.startsWith("n") ? "append" : undefined;
     },
     warn: (text) => err(text + "\n"),
     prompt: (text, echo) => opts.batch ? Promise.resolve(undefined) : readTtyLine(text, echo),

@@ -20,6 +20,7 @@ import { decideSharing, type ShareDecision } from "./share/rendezvous.ts";
 import { greetUpstream } from "./share/downstream.ts";
 import type { ConnectionMux } from "./share/mux.ts";
 import type { ShareListener } from "./share/upstream.ts";
+import type { PacketLog } from "./log/session_log.ts";
 
 /** Limits for our own session when we hold the real connection (no sharing-socket limit). */
 export const DIRECT_LIMITS: ConnectionLimits = {
@@ -50,6 +51,13 @@ export interface Interaction {
   confirmHostKey(q: HostKeyQuestion): Promise<"store" | "once" | "no">;
   /** Authentication banner / keyboard-interactive instructions from the server. */
   banner?(text: string): void;
+  /**
+   * The -sshlog file exists and LogFileClash says to ask: overwrite it, append to it, or
+   * (undefined) log nothing. Without this method: no logging.
+   */
+  askLogClash?(path: string): Promise<"overwrite" | "append" | undefined>;
+  /** The packet log, once open: event log lines should go to it too. */
+  attachPacketLog?(log: PacketLog): void;
 }
 
 export type Role = "downstream" | "upstream" | "direct";
@@ -96,6 +104,33 @@ const DOWNSTREAM_RETRIES = 3;
 export async function connect(opts: ConnectOptions): Promise<Connected> {
   const { config: cfg, ui } = opts;
   if (!cfg.host) throw new ConfigError("no host name specified");
+  const log = await openLog(cfg, ui);
+  const connected = await connectLogged(opts);
+  if (log) connected.conn.onPacket = (direction, p) => log.packet(direction, p);
+  return connected;
+}
+
+/** -sshlog / -sshrawlog: the packet log (lib/log/session_log.ts), given to `ui` for its events. */
+async function openLog(cfg: PuttyConfig, ui: Interaction): Promise<PacketLog | undefined> {
+  if (!cfg.logFile || (cfg.logType !== "packets" && cfg.logType !== "raw")) return undefined;
+  const { logFileName, openPacketLog } = await import("./log/session_log.ts");
+  const path = logFileName(cfg.logFile, cfg.host, cfg.port);
+  let log: PacketLog | undefined;
+  try {
+    log = await openPacketLog(
+      path,
+      cfg.logClash ?? "ask",
+      () => ui.askLogClash?.(path) ?? Promise.resolve(undefined),
+    );
+  } catch (e) {
+    ui.warn(`Unable to open log file ${path}: ${errText(e).replace(/ \(os error \d+\)$/, "")}`);
+  }
+  if (log) ui.attachPacketLog?.(log);
+  return log;
+}
+
+async function connectLogged(opts: ConnectOptions): Promise<Connected> {
+  const { config: cfg, ui } = opts;
   const sharing = cfg.share && (cfg.shareUpstream || cfg.shareDownstream);
   if (!sharing) return await connectDirect(opts, undefined);
 

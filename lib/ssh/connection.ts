@@ -105,11 +105,16 @@ export class SshConnection {
   onChannelOpen?: (req: IncomingChannel) => void;
   /** Called for SSH_MSG_DEBUG text the peer wants shown (always_display). */
   onDebug?: (text: string) => void;
+  /** Sees every packet sent and received (the -sshlog packet log). */
+  onPacket?: (direction: "Incoming" | "Outgoing", payload: Uint8Array) => void;
 
   constructor(private readonly port: PacketPort, readonly limits: ConnectionLimits) {
     this.closed = new Promise((r) => (this.closedResolve = r));
     port.start({
-      packet: (p) => this.dispatch(p),
+      packet: (p) => {
+        this.onPacket?.("Incoming", p);
+        this.dispatch(p);
+      },
       closed: (err) => this.teardown(err ?? new ConnectionClosedError("connection closed")),
     });
   }
@@ -124,7 +129,9 @@ export class SshConnection {
   }
 
   send(payload: Uint8Array): void {
-    if (!this.error) this.port.send(payload);
+    if (this.error) return;
+    this.onPacket?.("Outgoing", payload);
+    this.port.send(payload);
   }
 
   get sendBacklog(): number {
