@@ -40,6 +40,9 @@ export async function prepareAuth(cfg: PuttyConfig, ui: Interaction): Promise<Pr
     if (!user) throw new TransportError("No user name given", "auth");
   }
   ui.log(`Using username "${user}".`);
+  if (cfg.certFile) {
+    ui.warn(`Certificates are not supported by puttykit; not using "${cfg.certFile}"`);
+  }
   let key: LoadedKey | undefined;
   if (cfg.keyFile) {
     let text: string;

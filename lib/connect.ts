@@ -215,6 +215,12 @@ async function connectDirect(
   let mux: ConnectionMux;
   let serverVersion: string;
   try {
+    if (cfg.sshVersion === 1) {
+      // Every server we can talk to speaks SSH-2 only; PuTTY's words once it has seen that.
+      throw new ConfigError(
+        "SSH protocol version 1 required by our configuration but not provided by remote",
+      );
+    }
     const auth = await prepareAuth(cfg, ui);
     const transport = await openTransport({
       host: cfg.host,
@@ -229,6 +235,7 @@ async function connectDirect(
       verifyHostKey: verifierFor(cfg, ui),
       hostKeyAlgorithms: hostKeyAlgorithms(cfg),
       proxy: cfg,
+      noTrivialAuth: cfg.noTrivialAuth,
       prompt: ui.prompt,
       log: ui.log,
       banner: ui.banner,

@@ -69,7 +69,7 @@ Deno.test(
           assert.notEqual(remoteCookie, x.cookieHex);
           assert.match(r.stderr, /^X11 forwarding enabled$/m);
           assert.match(r.stderr, /^Received X11 connect request from 127\.0\.0\.1:\d+$/m);
-            },
+        },
       );
 
       await t.step("clients without our cookie get an X error naming the problem", async () => {

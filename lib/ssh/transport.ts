@@ -47,6 +47,8 @@ export interface TransportOptions {
   hostKeyAlgorithms?: string[];
   /** The proxy settings (used when proxyFor() says this host goes through the proxy). */
   proxy?: ProxyConfig;
+  /** -no-trivial-auth: refuse a server that lets us in without proving anything. */
+  noTrivialAuth?: boolean;
 }
 
 export interface Transport {
@@ -183,6 +185,11 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
   let agentTried = false;
   let keyTried = false;
   let kbdTried = 0;
+  /**
+   * Whether the method being tried proves anything (a signature, a password, answers): when the
+   * server accepts one that doesn't, authentication was trivial.
+   */
+  let proving = false;
   const username = opts.user;
 
   const askPassword = async (): Promise<string | undefined> => {
@@ -208,10 +215,14 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
   ) => {
     const allowed = (m: string) => methodsLeft === null || methodsLeft.includes(m);
     (async (): Promise<AuthMethod | false> => {
-      if (methodsLeft === null) return { type: "none", username };
+      if (methodsLeft === null) {
+        proving = false;
+        return { type: "none", username };
+      }
       if (allowed("publickey") && opts.agentSocket && !agentTried) {
         agentTried = true;
         opts.log("Trying authentication with the SSH agent");
+        proving = true; // a signature is made only for a key the server will take
         return { type: "agent", username, agent: opts.agentSocket };
       }
       if (allowed("publickey") && opts.key && !keyTried) {
@@ -227,6 +238,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
           );
           return false;
         }
+        proving = true;
         return { type: "publickey", username, key };
       }
       if (
@@ -234,6 +246,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
         !(opts.batch && opts.password === undefined)
       ) {
         kbdTried++;
+        proving = false;
         return {
           type: "keyboard-interactive",
           username,
@@ -260,6 +273,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
                 }
                 answers.push(a);
               }
+              if (answers.length > 0) proving = true;
               finish(answers);
             })();
           },
@@ -271,6 +285,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
         passwordAttempts++;
         const pw = await askPassword();
         if (pw === undefined) return false;
+        proving = true;
         return { type: "password", username, password: pw };
       }
       if (!failure) {
@@ -302,6 +317,14 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
 
     const early = new Ssh2Port(client);
     client.on("ready", () => {
+      if (opts.noTrivialAuth && !proving) {
+        return fail(
+          new TransportError(
+            "Authentication was trivial! Abandoning session as specified in configuration.",
+            "auth",
+          ),
+        );
+      }
       settled = true;
       port = early;
       opts.log("Access granted");
