@@ -9,8 +9,14 @@ import { printable } from "../lib/transfer/display.ts";
 import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";
 import type { X11Forwarding } from "../lib/forward/x11.ts";
-import type { PacketLog } from "../lib/log/session_log.ts";
-import { connect, type Connected, type HostKeyQuestion, type Interaction } from "../lib/connect.ts";
+import type { OutputLog, PacketLog } from "../lib/log/session_log.ts";
+import {
+  connect,
+  type Connected,
+  type HostKeyQuestion,
+  type Interaction,
+  openConfiguredLog,
+} from "../lib/connect.ts";
 import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
 import { VERSION } from "../lib/version.ts";
 
@@ -278,6 +284,29 @@ export function mainSessionOptions(
     warn: (t) => writeErr(t + "\n"),
     log: session.ui.log,
   };
+}
+
+/**
+ * -sessionlog / LogType 1-2 for putty's terminal: everything the session sends the terminal also
+ * goes to the log file (or its printable part), after PuTTY's header line.
+ */
+export async function logSessionOutput(
+  cfg: PuttyConfig,
+  ui: Interaction,
+  options: MainSessionOptions,
+): Promise<OutputLog | undefined> {
+  if (cfg.logType !== "session" && cfg.logType !== "printable") return undefined;
+  const file = await openConfiguredLog(cfg, ui);
+  if (!file) return undefined;
+  const { OutputLog } = await import("../lib/log/session_log.ts");
+  const log = new OutputLog(file, cfg.logType === "printable");
+  const { stdout, stderr } = options.io;
+  options.io = {
+    ...options.io,
+    stdout: (chunk) => (log.output(chunk), stdout(chunk)),
+    stderr: (chunk) => (log.output(chunk), stderr(chunk)),
+  };
+  return log;
 }
 
 /**

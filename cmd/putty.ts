@@ -16,6 +16,7 @@ import {
   errorText,
   fatalAfterSession,
   finishSession,
+  logSessionOutput,
   mainSessionOptions,
   serveWithoutSession,
   usageError,
@@ -90,17 +91,17 @@ export async function main(args: string[]): Promise<number> {
   // -N (SshNoShell): no session; serve forwardings and downstreams until the connection ends.
   if (cfg.noShell) return await serveWithoutSession(session);
 
+  const options = mainSessionOptions(cfg, session, cfg.pty !== false);
+  const outputLog = await logSessionOutput(cfg, session.ui, options);
   let code: number | undefined;
   try {
-    code = await runMainSession(
-      connected.conn,
-      mainSessionOptions(cfg, session, cfg.pty !== false),
-    );
+    code = await runMainSession(connected.conn, options);
   } catch (e) {
     await connected.abort();
     fatalAfterSession(terminal, errorText(e));
   }
   await finishSession(session, (n) => writeErr(waitingLine(n)));
+  outputLog?.close();
   if (code === undefined) {
     writeErr("Remote process exit code unavailable\n");
     return 1;

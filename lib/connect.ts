@@ -113,20 +113,35 @@ export async function connect(opts: ConnectOptions): Promise<Connected> {
 /** -sshlog / -sshrawlog: the packet log (lib/log/session_log.ts), given to `ui` for its events. */
 async function openLog(cfg: PuttyConfig, ui: Interaction): Promise<PacketLog | undefined> {
   if (!cfg.logFile || (cfg.logType !== "packets" && cfg.logType !== "raw")) return undefined;
-  const { logFileName, openPacketLog } = await import("./log/session_log.ts");
+  const { PacketLog } = await import("./log/session_log.ts");
+  const file = await openConfiguredLog(cfg, ui);
+  if (!file) return undefined;
+  const log = new PacketLog(file);
+  ui.attachPacketLog?.(log);
+  return log;
+}
+
+/**
+ * Opens the configured log file (LogFileName with PuTTY's &-substitutions), asking `ui` about an
+ * existing one unless LogFileClash says; undefined when there is to be no log.
+ */
+export async function openConfiguredLog(
+  cfg: PuttyConfig,
+  ui: Interaction,
+): Promise<Deno.FsFile | undefined> {
+  if (!cfg.logFile) return undefined;
+  const { logFileName, openLogFile } = await import("./log/session_log.ts");
   const path = logFileName(cfg.logFile, cfg.host, cfg.port);
-  let log: PacketLog | undefined;
   try {
-    log = await openPacketLog(
+    return await openLogFile(
       path,
       cfg.logClash ?? "ask",
       () => ui.askLogClash?.(path) ?? Promise.resolve(undefined),
     );
   } catch (e) {
     ui.warn(`Unable to open log file ${path}: ${errText(e).replace(/ \(os error \d+\)$/, "")}`);
+    return undefined;
   }
-  if (log) ui.attachPacketLog?.(log);
-  return log;
 }
 
 async function connectLogged(opts: ConnectOptions): Promise<Connected> {

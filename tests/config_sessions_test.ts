@@ -254,6 +254,22 @@ Deno.test("proxy settings: ProxyMethod, legacy ProxyType", () => {
   assert.equal(settingsToConfig(parseSettings("ProxyType=1\n")).config.proxyType, "http");
 });
 
+Deno.test("logging settings: LogType, LogFileName, LogFileClash", () => {
+  const none = settingsToConfig(parseSettings("LogType=0\nLogFileName=x.log\n")).config;
+  assert.equal(none.logFile, undefined);
+  const types = ["printable", "session", "packets", "raw"];
+  for (const [i, type] of types.entries()) {
+    const c = settingsToConfig(parseSettings(`LogType=${i + 1}\nLogFileName=&H.log\n`)).config;
+    assert.equal(c.logType, type);
+    assert.equal(c.logFile, "&H.log");
+    assert.equal(configToSettings(c).get("LogType"), String(i + 1));
+  }
+  assert.equal(settingsToConfig(parseSettings("LogType=2\n")).config.logFile, "putty.log");
+  assert.equal(settingsToConfig(parseSettings("LogFileClash=0\n")).config.logClash, "append");
+  assert.equal(settingsToConfig(parseSettings("LogFileClash=1\n")).config.logClash, "overwrite");
+  assert.equal(settingsToConfig(parseSettings("LogFileClash=-1\n")).config.logClash, undefined);
+});
+
 Deno.test("configToSettings round-trips through settingsToConfig", () => {
   const c = defaultPuttyConfig();
   c.host = "h.example";

@@ -354,3 +354,33 @@ Deno.test(
     }
   },
 );
+
+Deno.test("putty -sessionlog: the session's output after PuTTY's header", opts, async () => {
+  const s = await startSshd();
+  const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+  const log = join(dir, "session.log");
+  const tm = await puttyInPane(s, dir, puttyArgs(s, ["-sessionlog", log]));
+  try {
+    await shellReady(tm);
+    await tm.type("echo logged-$((6*7))\r");
+    await tm.waitForScreen(/^logged-42$/m);
+    // What is typed reaches the log only as the server's echo: with echo off, not at all.
+    await tm.type("stty -echo; read x; stty echo; echo got-$x\r");
+    await tm.type("unechoed-input\r");
+    await tm.waitForScreen(/^got-unechoed-input$/m);
+    await tm.type("exit\r");
+    assert.equal(await exitLine(dir), "EXIT=0");
+    const text = await Deno.readTextFile(log);
+    assert.match(
+      text,
+      /^=~=~=~=~=~=~=~=~=~=~=~= PuTTY log \d{4}\.\d\d\.\d\d [\d:]{8} =~=~=~=~=~=~=~=~=~=~=~=\r\n/,
+    );
+    assert.match(text, /^logged-42\r$/m, "the command's output, as the terminal got it");
+    assert.match(text, /^got-unechoed-input\r$/m);
+    assert.doesNotMatch(text, /^unechoed-input/m, "our own keystrokes are not logged");
+  } finally {
+    await tm.stop();
+    await s.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});

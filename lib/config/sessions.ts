@@ -142,7 +142,7 @@ export interface PuttyConfig extends SessionConfig {
   ncPort?: number;
   /** -sshlog / -sshrawlog / -sessionlog (LogFileName, LogType). */
   logFile?: string;
-  logType?: "session" | "packets" | "raw";
+  logType?: "printable" | "session" | "packets" | "raw";
   /** -logoverwrite / -logappend (LogFileClash); undefined means ask. */
   logClash?: "overwrite" | "append";
 }
@@ -587,6 +587,17 @@ export function settingsToConfig(
   c.proxyExcludeList = str("ProxyExcludeList", "");
   c.proxyLocalhost = bool("ProxyLocalhost", false);
 
+  // Logging: LogType 0 none, 1 printable output, 2 all session output, 3 packets, 4 raw.
+  const logTypes = [undefined, "printable", "session", "packets", "raw"] as const;
+  const logType = logTypes[int("LogType", 0)];
+  if (logType) {
+    c.logType = logType;
+    c.logFile = str("LogFileName", "putty.log");
+  }
+  const clash = int("LogFileClash", -1);
+  if (clash === 0) c.logClash = "append";
+  else if (clash === 1) c.logClash = "overwrite";
+
   // Maps.
   for (const [k, v] of decodeSettingsMap(str("Environment", ""))) {
     const i = c.env.findIndex(([name]) => name === k);
@@ -633,12 +644,16 @@ export function configToSettings(config: SessionConfig | PuttyConfig): Settings 
   const b = (v: boolean) => (v ? "1" : "0");
   s.set("Present", "1");
   s.set("HostName", c.host);
+  s.set("LogFileName", c.logFile ?? "putty.log");
+  const logTypes = [undefined, "printable", "session", "packets", "raw"];
+  s.set("LogType", String(c.logFile ? Math.max(0, logTypes.indexOf(c.logType)) : 0));
+  s.set("LogFileClash", c.logClash === "append" ? "0" : c.logClash === "overwrite" ? "1" : "-1");
   s.set("LogHost", c.logHost);
   s.set("PortNumber", String(c.port));
   s.set("AddressFamily", c.addressFamily === "ipv4" ? "1" : c.addressFamily === "ipv6" ? "2" : "0");
-  s.set("ProxyMethod", String(Math.max(0, PROXY_TYPES.indexOf(c.proxyType))));
   s.set("ProxyExcludeList", c.proxyExcludeList);
   s.set("ProxyLocalhost", b(c.proxyLocalhost));
+  s.set("ProxyMethod", String(Math.max(0, PROXY_TYPES.indexOf(c.proxyType))));
   s.set("ProxyHost", c.proxyHost);
   s.set("ProxyPort", String(c.proxyPort));
   s.set("ProxyUsername", c.proxyUsername);

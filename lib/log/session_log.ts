@@ -1,5 +1,7 @@
 /**
- * PuTTY's SSH packet log (-sshlog, -sshrawlog, LogType 3/4): a file that starts with PuTTY's
+ * PuTTY's log files: a session output log (putty -sessionlog, LogType 1 "printable output" and
+ * 2 "all session output": what the terminal is sent, after PuTTY's header line) and the SSH
+ * packet log (-sshlog, -sshrawlog, LogType 3/4): a file that starts with PuTTY's
  * header line and then has every Event Log line ("Event Log: ...") and every SSH packet we
  * handle, as "Incoming packet #0x5, type 94 / 0x5e (SSH2_MSG_CHANNEL_DATA)" and a hex dump, in
  * PuTTY's format and with its "\r\n" line ends.
@@ -101,13 +103,40 @@ export function hexDump(data: Uint8Array): string {
   return out;
 }
 
+/** Writes all of `data`; a log that can't be written must not stop the session. */
+function writeQuietly(file: Deno.FsFile, data: Uint8Array): void {
+  try {
+    let at = 0;
+    while (at < data.length) at += file.writeSync(data.subarray(at));
+  } catch { /* log lost */ }
+}
+
+/** The output log of a terminal session: the bytes the terminal gets, all or the printable ones. */
+export class OutputLog {
+  constructor(private readonly file: Deno.FsFile, private readonly printableOnly: boolean) {}
+
+  output(data: Uint8Array): void {
+    // PuTTY's "printable output": text, tabs and line ends; no escape sequences' bytes.
+    writeQuietly(
+      this.file,
+      this.printableOnly
+        ? data.filter((b) => b >= 0x20 && b !== 0x7f || b === 9 || b === 10 || b === 13)
+        : data,
+    );
+  }
+
+  close(): void {
+    try {
+      this.file.close();
+    } catch { /* already closed */ }
+  }
+}
+
 export class PacketLog {
   private readonly counts = { Incoming: 0, Outgoing: 0 };
   private readonly enc = new TextEncoder();
 
-  constructor(private readonly file: Deno.FsFile) {
-    this.write(logHeader());
-  }
+  constructor(private readonly file: Deno.FsFile) {}
 
   event(text: string): void {
     for (const line of text.replace(/\r?\n$/, "").split(/\r?\n/)) {
@@ -134,11 +163,7 @@ export class PacketLog {
   }
 
   private write(text: string): void {
-    try {
-      const data = this.enc.encode(text);
-      let at = 0;
-      while (at < data.length) at += this.file.writeSync(data.subarray(at));
-    } catch { /* a log that can't be written must not stop the session */ }
+    writeQuietly(this.file, this.enc.encode(text));
   }
 }
 
@@ -146,14 +171,15 @@ export class PacketLog {
 export type LogClash = "overwrite" | "append" | "ask";
 
 /**
- * Opens the log file. `ask` is consulted when it exists and `clash` is "ask": it returns the
- * choice, or undefined for no logging. Throws (Deno errors) when the file can't be opened.
+ * Opens a log file and writes PuTTY's header line. `ask` is consulted when the file exists and
+ * `clash` is "ask": it returns the choice, or undefined for no logging. Throws (Deno errors)
+ * when the file can't be opened.
  */
-export async function openPacketLog(
+export async function openLogFile(
   path: string,
   clash: LogClash,
   ask: () => Promise<"overwrite" | "append" | undefined>,
-): Promise<PacketLog | undefined> {
+): Promise<Deno.FsFile | undefined> {
   let exists = false;
   try {
     await Deno.lstat(path);
@@ -168,5 +194,6 @@ export async function openPacketLog(
     truncate: mode === "overwrite",
     append: mode === "append",
   });
-  return new PacketLog(file);
+  writeQuietly(file, new TextEncoder().encode(logHeader()));
+  return file;
 }
