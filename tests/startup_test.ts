@@ -2,11 +2,15 @@
  * What a tool loads before its first packet: `plink -share` as a downstream must not load ssh2,
  * any crypto, or any node: module (Deno's Node layer alone costs ~20 ms of start-up; the speed of
  * a warm downstream command is what sharing is for). Heavy modules are imported dynamically, only
- * where needed; this checks the static import graph from mod.ts through cmd/plink.ts.
+ * where needed; this checks the static import graph from mod.ts through cmd/plink.ts, and that
+ * warm downstream commands never touch the globals Deno builds lazily and dearly (lib/timer.ts).
  */
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { startSshd } from "./fixtures/sshd.ts";
+import { startUpstream, stopUpstream } from "./fixtures/upstream.ts";
+import { runOurs } from "./fixtures/tools.ts";
 
 interface Dep {
   specifier: string;
@@ -42,3 +46,54 @@ Deno.test("a downstream plink loads no node:, npm: or crypto module before conne
   const heavy = [...seen].filter((s) => /^(node|npm):|crypto|ssh2|transport|auth\.ts/.test(s));
   assert.deepEqual(heavy, [], "loaded before the first packet");
 });
+
+Deno.test(
+  "warm downstream plink, pscp and psftp never touch Node's timers, Buffer or process",
+  { sanitizeOps: false, sanitizeResources: false },
+  async () => {
+    const s = await startSshd();
+    const up = await startUpstream(s, "ours");
+    const dir = await s.userDir("lazy");
+    const local = await Deno.makeTempDir({ prefix: "pk-lazy-" });
+    try {
+      await Deno.writeTextFile(`${local}/up.txt`, "uploaded\n");
+      await Deno.writeTextFile(`${local}/batch`, `put ${local}/up.txt ${dir}/p.txt\nls ${dir}\n`);
+      const trap = fileURLToPath(new URL("./fixtures/lazy_globals_trap.ts", import.meta.url));
+      const o = { env: s.env, denoFlags: ["--preload", trap], stdin: "stdin data\n" };
+      const host = `${s.user}@${s.host}`;
+      const port = ["-P", String(s.port)];
+      const runs = [
+        await runOurs("plink", ["-share", "-batch", ...port, host, "cat; exit 3"], o),
+        await runOurs("pscp", [
+          "-share",
+          "-batch",
+          "-q",
+          ...port,
+          `${local}/up.txt`,
+          `${host}:${dir}/`,
+        ], o),
+        await runOurs("pscp", [
+          "-share",
+          "-batch",
+          "-q",
+          ...port,
+          `${host}:${dir}/up.txt`,
+          `${local}/down.txt`,
+        ], o),
+        await runOurs("psftp", ["-share", "-batch", ...port, "-b", `${local}/batch`, host], o),
+      ];
+      assert.equal(runs[0].code, 3, runs[0].stderr);
+      assert.equal(runs[0].stdout, "stdin data\n");
+      for (const r of runs.slice(1)) assert.equal(r.code, 0, r.stderr);
+      assert.equal(await Deno.readTextFile(`${local}/down.txt`), "uploaded\n");
+      assert.match(runs[3].stdout, /p\.txt/);
+      const touched = runs.flatMap((r) => r.stderr.split("\n").filter((l) => l.startsWith("LAZY")));
+      assert.deepEqual(touched, []);
+      assert.equal(await s.authCount(), 1, "all of them through the one upstream");
+    } finally {
+      await stopUpstream(up);
+      await s.stop();
+      await Deno.remove(local, { recursive: true });
+    }
+  },
+);

@@ -10,6 +10,7 @@
  */
 
 import { ChannelOpenError } from "../ssh/connection.ts";
+import { delay } from "../timer.ts";
 import {
   type ForwardEnv,
   openFailureLogText,
@@ -82,7 +83,7 @@ export async function acceptLoop(
       if (isClosed()) return;
       // E.g. out of file descriptors: say so, give it a moment, keep serving.
       env.warn(`Error accepting forwarded connection: ${osErrorText(e)}`);
-      await new Promise((r) => setTimeout(r, 100));
+      await delay(100);
       continue;
     }
     const handle = target === "socks" ? forwardSocks(env, sock) : forwardLocal(env, sock, target);

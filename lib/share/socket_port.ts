@@ -6,6 +6,7 @@
 
 import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
 import { ConnectionClosedError } from "../ssh/connection.ts";
+import { after } from "../timer.ts";
 import {
   DISCONNECT_PROTOCOL_ERROR,
   message,
@@ -19,6 +20,8 @@ export const GREETING_PREFIX = "SSHCONNECTION@putty.projects.tartarus.org-2.0-";
 /** Largest message on the sharing socket, including its 4-byte length field. */
 export const MAX_SHARE_MESSAGE = 0x4010;
 const MAX_GREETING = 1024;
+/** How long close() waits for queued messages to be written to a peer that isn't reading. */
+const CLOSE_FLUSH_MS = 2000;
 
 export class ShareProtocolError extends Error {}
 
@@ -34,6 +37,9 @@ export class SocketPort implements PacketPort {
   private writing = false;
   private closed = false;
   private closing = false;
+  /** Set by close() while a write is under way: drain() closes with it when done. */
+  private closeReason?: Error;
+  private cancelCloseTimer?: () => void;
   private greetingResolve!: (g: Greeting) => void;
   private greetingReject!: (e: Error) => void;
   private gotGreeting = false;
@@ -96,6 +102,7 @@ export class SocketPort implements PacketPort {
       this.fail(new ConnectionClosedError(`${this.peerName}: write failed: ${errText(e)}`));
     } finally {
       this.writing = false;
+      if (this.closeReason) this.fail(this.closeReason);
     }
   }
 
@@ -103,26 +110,25 @@ export class SocketPort implements PacketPort {
     this.inbox.start(handlers);
   }
 
-  /** Closes after flushing what is already queued (e.g. a DISCONNECT message). */
+  /**
+   * Closes after flushing what is already queued (e.g. a DISCONNECT message): drain() finishes
+   * the close when the queue is written, or CLOSE_FLUSH_MS from now if the peer isn't reading.
+   */
   close(err?: Error): void {
     if (this.closed || this.closing) return;
     this.closing = true;
+    const reason = err ?? new ConnectionClosedError(`${this.peerName} closed`);
     this.inbox.close(err);
-    this.greetingReject(err ?? new ConnectionClosedError(`${this.peerName} closed`));
-    const finish = async () => {
-      const deadline = Date.now() + 2000;
-      while (this.writing && !this.closed && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 1));
-      }
-      this.fail(err ?? new ConnectionClosedError(`${this.peerName} closed`));
-    };
-    if (this.writing) finish();
-    else this.fail(err ?? new ConnectionClosedError(`${this.peerName} closed`));
+    this.greetingReject(reason);
+    if (!this.writing) return this.fail(reason);
+    this.closeReason = reason;
+    this.cancelCloseTimer = after(CLOSE_FLUSH_MS, () => this.fail(reason));
   }
 
   private fail(err: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.cancelCloseTimer?.();
     try {
       this.conn.close();
     } catch { /* already closed */ }

@@ -5,6 +5,7 @@
  */
 
 import { posix } from "node:path";
+import { after } from "../timer.ts";
 
 /** Characters of the target's name kept in a temporary name (well within NAME_MAX). */
 const NAME_KEPT = 100;
@@ -69,11 +70,11 @@ export class Temporaries {
     const all = [...this.live];
     this.live.clear();
     if (all.length === 0) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let cancel = () => {};
     await Promise.race([
       Promise.all(all.map((t) => t.remove())),
-      new Promise((r) => (timer = setTimeout(r, REMOVAL_GRACE_MS))),
+      new Promise<void>((r) => (cancel = after(REMOVAL_GRACE_MS, r))),
     ]);
-    clearTimeout(timer);
+    cancel();
   }
 }
