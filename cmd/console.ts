@@ -18,6 +18,7 @@ import {
   openConfiguredLog,
 } from "../lib/connect.ts";
 import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
+import { chunksOf } from "../lib/remote_session.ts";
 import { VERSION } from "../lib/version.ts";
 
 const enc = new TextEncoder();
@@ -257,7 +258,7 @@ export async function writeAll(file: { write(p: Uint8Array): Promise<number> }, 
 /** Our stdin, stdout and stderr as a session's data streams. */
 function stdio(): SessionIo {
   return {
-    input: Deno.stdin.readable,
+    input: chunksOf(Deno.stdin),
     stdout: (c) => writeAll(Deno.stdout, c),
     stderr: (c) => writeAll(Deno.stderr, c),
   };

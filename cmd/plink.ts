@@ -6,7 +6,7 @@
 import { parseCommandLine, type ParsedCommandLine, PLINK } from "../lib/config/options.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import { type Connected, keyHost } from "../lib/connect.ts";
-import { pumpFromChannel, pumpToChannel } from "../lib/remote_session.ts";
+import { chunksOf, pumpFromChannel, pumpToChannel } from "../lib/remote_session.ts";
 import { runMainSession } from "../lib/terminal_session.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
@@ -119,7 +119,7 @@ export async function main(args: string[]): Promise<number> {
     // -nc host:port: stdin/stdout become a direct-tcpip tunnel instead of a session.
     try {
       const ch = await connected.conn.openDirectTcpip(cfg.ncHost, cfg.ncPort ?? 0);
-      pumpToChannel(Deno.stdin.readable, ch);
+      pumpToChannel(chunksOf(Deno.stdin), ch);
       await pumpFromChannel(ch.stdout, (c) => writeAll(Deno.stdout, c));
       ch.close();
       await ch.closed;

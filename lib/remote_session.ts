@@ -86,37 +86,45 @@ export function exitCodeOf(ch: Channel): number | undefined {
   return 128;
 }
 
+/** Where data for a channel comes from: chunks until null (a ChunkSource, or chunksOf(file)). */
+export interface ChunkInput {
+  read(): Promise<Uint8Array | null>;
+}
+
+/**
+ * Chunks read straight from a file or stdin (`Deno.stdin.readable` would load Deno's streams:
+ * ~3 ms of a warm downstream command). Each chunk is a fresh buffer of up to `size` bytes.
+ */
+export function chunksOf(
+  file: { read(p: Uint8Array): Promise<number | null> },
+  size = 64 * 1024,
+): ChunkInput {
+  return {
+    async read() {
+      const buf = new Uint8Array(size);
+      const n = await file.read(buf);
+      return n === null ? null : buf.subarray(0, n);
+    },
+  };
+}
+
 /** Copies `src` into the channel and sends EOF at its end. Stops quietly if the channel goes. */
-export async function pumpToChannel(src: ReadableStream<Uint8Array>, ch: Channel): Promise<void> {
-  const reader = src.getReader();
+export async function pumpToChannel(src: ChunkInput, ch: Channel): Promise<void> {
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      if (ch.isClosed) break;
-      await ch.write(value);
+    for (let chunk = await src.read(); chunk; chunk = await src.read()) {
+      if (ch.isClosed) return;
+      if (chunk.length) await ch.write(chunk);
     }
     ch.eof();
   } catch {
     // channel closed under us, or stdin unreadable: nothing more to send
-  } finally {
-    reader.releaseLock();
   }
 }
 
-/** Copies a channel stream to a local sink without closing the sink. */
+/** Copies channel data to a local sink without closing the sink. */
 export async function pumpFromChannel(
-  src: ReadableStream<Uint8Array>,
+  src: ChunkInput,
   write: (chunk: Uint8Array) => Promise<void> | void,
 ): Promise<void> {
-  const reader = src.getReader();
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      await write(value);
-    }
-  } finally {
-    reader.releaseLock();
-  }
+  for (let chunk = await src.read(); chunk; chunk = await src.read()) await write(chunk);
 }

@@ -11,6 +11,7 @@
 
 import type { SshConnection } from "./ssh/connection.ts";
 import {
+  type ChunkInput,
   exitCodeOf,
   type MainChannelOptions,
   type PtyRequest,
@@ -81,7 +82,7 @@ export async function localPtyRequest(term: string): Promise<PtyRequest> {
 
 /** Where the session's data comes from and goes to. */
 export interface SessionIo {
-  input: ReadableStream<Uint8Array>;
+  input: ChunkInput;
   stdout: (chunk: Uint8Array) => Promise<void>;
   stderr: (chunk: Uint8Array) => Promise<void>;
 }

@@ -48,7 +48,7 @@ Deno.test("a downstream plink loads no node:, npm: or crypto module before conne
 });
 
 Deno.test(
-  "warm downstream plink, pscp and psftp never touch Node's timers, Buffer or process",
+  "warm downstream plink, pscp and psftp never touch Node's timers, Buffer, process or streams",
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
     const s = await startSshd();

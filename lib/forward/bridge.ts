@@ -62,22 +62,19 @@ export function bridge(sock: Deno.Conn, ch: Channel): Bridged {
 
   // channel -> socket
   const down = (async () => {
-    const reader = ch.stdout.getReader();
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        await writeAll(sock, value);
+      for (let chunk = await ch.stdout.read(); chunk; chunk = await ch.stdout.read()) {
+        await writeAll(sock, chunk);
       }
       await sock.closeWrite();
       return true;
     } catch {
-      reader.cancel().catch(() => {});
+      ch.stdout.discard();
       return false;
     }
   })();
   // Forwarded connections carry no stderr; drain it so it can never hold the window.
-  ch.stderr.pipeTo(new WritableStream()).catch(() => {});
+  ch.stderr.discard();
 
   // A write into a channel the peer has closed fails too; then `done` below drains what the
   // peer sent before its close rather than dropping it.

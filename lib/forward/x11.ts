@@ -111,16 +111,14 @@ async function serveX11Channel(
   cookie: Uint8Array,
   appName: string,
 ): Promise<void> {
-  ch.stderr.pipeTo(new WritableStream()).catch(() => {});
-  const reader = ch.stdout.getReader();
+  ch.stderr.discard();
   let buf = new Uint8Array(0);
   let setup: ClientSetup | undefined;
   while (!(setup = parseSetup(buf))) {
-    const { value, done } = await reader.read();
-    if (done) {
+    const value = await ch.stdout.read();
+    if (!value) {
       // EOF before the set-up was complete: end our side too.
       ch.eof();
-      reader.releaseLock();
       await ch.closed;
       return;
     }
@@ -129,7 +127,6 @@ async function serveX11Channel(
     next.set(value, buf.length);
     buf = next;
   }
-  reader.releaseLock();
   const fail = async (text: string) => {
     await ch.write(failureReply(buf, `${appName} X11 proxy: ${text}\n`));
     ch.eof();

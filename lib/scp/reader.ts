@@ -3,6 +3,8 @@
  * file data handed on in the chunks it arrived in (so a 200 MB file is never held in memory).
  */
 
+import type { ChunkSource } from "../ssh/connection.ts";
+
 /** The channel ended (EOF or connection loss) where the protocol wanted more. */
 export class StreamEnded extends Error {}
 
@@ -10,22 +12,19 @@ export class ByteReader {
   private chunk: Uint8Array = new Uint8Array(0);
   private at = 0;
   private ended = false;
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
 
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.reader = stream.getReader();
-  }
+  constructor(private readonly source: ChunkSource) {}
 
   /** Fills the buffer; false at end of stream. Connection errors propagate. */
   private async fill(): Promise<boolean> {
     while (this.at >= this.chunk.length) {
       if (this.ended) return false;
-      const { value, done } = await this.reader.read();
-      if (done) {
+      const chunk = await this.source.read();
+      if (!chunk) {
         this.ended = true;
         return false;
       }
-      this.chunk = value;
+      this.chunk = chunk;
       this.at = 0;
     }
     return true;
@@ -78,11 +77,5 @@ export class ByteReader {
   async drain(): Promise<void> {
     this.at = this.chunk.length;
     while (await this.fill()) this.at = this.chunk.length;
-  }
-
-  release(): void {
-    try {
-      this.reader.releaseLock();
-    } catch { /* pending read */ }
   }
 }

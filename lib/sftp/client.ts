@@ -305,20 +305,15 @@ export class SftpClient {
 
   private async readLoop(): Promise<void> {
     const split = new PacketSplitter();
-    const reader = this.ch.stdout.getReader();
     try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        split.push(value);
+      for (let chunk = await this.ch.stdout.read(); chunk; chunk = await this.ch.stdout.read()) {
+        split.push(chunk);
         for (let p = split.next(MAX_PACKET); p; p = split.next(MAX_PACKET)) this.dispatch(p);
       }
       this.fail(new SftpProtocolError("server closed the SFTP channel"));
     } catch (e) {
       this.fail(e instanceof Error ? e : new Error(String(e)));
       this.ch.close();
-    } finally {
-      reader.releaseLock();
     }
   }
 

@@ -173,7 +173,7 @@ export function download(
  */
 export async function upload(
   handle: SftpHandle,
-  source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
+  source: AsyncIterable<Uint8Array>,
   opts: TransferOptions = {},
 ): Promise<number> {
   const start = opts.offset ?? 0;
@@ -234,10 +234,7 @@ export async function upload(
     }
   };
 
-  const iterable: AsyncIterable<Uint8Array> = source instanceof ReadableStream
-    ? streamIterable(source)
-    : source;
-  for await (const chunk of iterable) {
+  for await (const chunk of source) {
     if (failure !== undefined) break;
     if (chunk.length === 0) continue;
     pending.push(chunk);
@@ -249,17 +246,4 @@ export async function upload(
   while (inflight.size) await Promise.all([...inflight]);
   if (failure !== undefined) throw failure;
   return offset - start;
-}
-
-async function* streamIterable(s: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
-  const reader = s.getReader();
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      yield value;
-    }
-  } finally {
-    reader.releaseLock();
-  }
 }

@@ -371,49 +371,81 @@ function dataMessage(recipient: number, data: Uint8Array, stderr: boolean): Uint
   return p;
 }
 
-/** Byte queue behind one ReadableStream, crediting the channel window as the reader drains it. */
-class InboundStream {
+/**
+ * Incoming channel data (stdout, or stderr): chunks in the order they came. One reader at a time,
+ * as with a stream's reader. Not a ReadableStream itself: Deno's streams take ~3 ms to load, a
+ * good part of a warm downstream command, so `stream` makes one only for code that wants it.
+ */
+export interface ChunkSource extends AsyncIterable<Uint8Array> {
+  /** The next chunk; null once the peer has sent EOF or closed; rejects if the channel failed. */
+  read(): Promise<Uint8Array | null>;
+  /** Drops what is queued and all that comes later (the window stays open): unwanted data. */
+  discard(): void;
+  /** The same data as a ReadableStream, made on first use. */
+  readonly stream: ReadableStream<Uint8Array>;
+}
+
+/** The queue behind a ChunkSource, crediting the channel window as the reader takes chunks. */
+class InboundData implements ChunkSource {
   private queue: Uint8Array[] = [];
   private ended = false;
   private failed?: Error;
-  private wake?: () => void;
-  private discard = false;
-  readonly stream: ReadableStream<Uint8Array>;
+  private wakers: (() => void)[] = [];
+  private discarding = false;
+  private asStream?: ReadableStream<Uint8Array>;
 
-  constructor(private readonly credit: (n: number) => void) {
-    this.stream = new ReadableStream<Uint8Array>({
-      pull: (ctrl) => this.pull(ctrl),
-      cancel: () => {
-        this.discard = true;
-        let n = 0;
-        for (const c of this.queue) n += c.length;
-        this.queue = [];
-        if (n) this.credit(n);
-      },
-    }, { highWaterMark: 0 });
-  }
+  constructor(private readonly credit: (n: number) => void) {}
 
-  private async pull(ctrl: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+  async read(): Promise<Uint8Array | null> {
     while (this.queue.length === 0 && !this.ended && !this.failed) {
-      await new Promise<void>((r) => (this.wake = r));
+      await new Promise<void>((r) => this.wakers.push(r));
     }
     const chunk = this.queue.shift();
     if (chunk) {
-      ctrl.enqueue(chunk);
       this.credit(chunk.length);
-    } else if (this.failed) ctrl.error(this.failed);
-    else ctrl.close();
+      return chunk;
+    }
+    if (this.failed) throw this.failed;
+    return null;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+    let finished = false;
+    try {
+      for (let c = await this.read(); c; c = await this.read()) yield c;
+      finished = true;
+    } finally {
+      // Leaving the loop early means the rest is unwanted (as cancelling a stream).
+      if (!finished) this.discard();
+    }
+  }
+
+  discard(): void {
+    this.discarding = true;
+    let n = 0;
+    for (const c of this.queue) n += c.length;
+    this.queue = [];
+    if (n) this.credit(n);
+  }
+
+  get stream(): ReadableStream<Uint8Array> {
+    return this.asStream ??= new ReadableStream<Uint8Array>({
+      pull: async (ctrl) => {
+        const chunk = await this.read();
+        if (chunk) ctrl.enqueue(chunk);
+        else ctrl.close();
+      },
+      cancel: () => this.discard(),
+    }, { highWaterMark: 0 });
   }
 
   private poke(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
+    for (const w of this.wakers.splice(0)) w();
   }
 
   push(data: Uint8Array): void {
     if (this.ended || this.failed) return;
-    if (this.discard) return this.credit(data.length);
+    if (this.discarding) return this.credit(data.length);
     this.queue.push(data);
     this.poke();
   }
@@ -446,8 +478,8 @@ export class Channel {
   private gotClose = false;
   private exitStatus?: ExitStatus;
   private error?: Error;
-  private readonly out: InboundStream;
-  private readonly err: InboundStream;
+  private readonly out: InboundData;
+  private readonly err: InboundData;
   private closeResolve!: () => void;
   /** Resolves once both sides have closed the channel (or the connection is gone). */
   readonly closed: Promise<void>;
@@ -460,18 +492,18 @@ export class Channel {
     this.localWindow = conn.limits.window;
     this.closed = new Promise((r) => (this.closeResolve = r));
     const credit = (n: number) => this.credit(n);
-    this.out = new InboundStream(credit);
-    this.err = new InboundStream(credit);
+    this.out = new InboundData(credit);
+    this.err = new InboundData(credit);
   }
 
   /** Channel data (the remote command's stdout). */
-  get stdout(): ReadableStream<Uint8Array> {
-    return this.out.stream;
+  get stdout(): ChunkSource {
+    return this.out;
   }
 
   /** Extended data of type 1 (the remote command's stderr). */
-  get stderr(): ReadableStream<Uint8Array> {
-    return this.err.stream;
+  get stderr(): ChunkSource {
+    return this.err;
   }
 
   /** Exit status reported by the peer, if any (complete once `closed` resolves). */

@@ -127,7 +127,7 @@ export class PscpRun {
     await this.temporaries.removeAll();
   }
 
-  private pumpStderr(session: { channel: { stderr: ReadableStream<Uint8Array> } }): void {
+  private pumpStderr(session: { channel: { stderr: AsyncIterable<Uint8Array> } }): void {
     (async () => {
       for await (const chunk of session.channel.stderr) this.io.remoteStderr(chunk);
     })().catch(() => {});
