@@ -4,9 +4,10 @@
 #
 #   sh scripts/build_image.sh ROOTFS
 #
-# `deno compile` needs Deno's runtime download; where that is unreachable (PUTTYKIT_NO_COMPILE=1,
-# or the download fails) the "binary" is a launcher script running the same code with deno run,
-# so the layout and the dispatch can still be built and tested.
+# `deno compile` needs Deno's runtime download, and a failed compile fails the build. Only with
+# PUTTYKIT_NO_COMPILE=1 (the tests, on machines that can't download it) is the "binary" a launcher
+# script running the same code with deno run, so the layout and the dispatch can still be tested;
+# such a tree needs this checkout and Deno beside it, so it is no image.
 set -eu
 rootfs="${1:?usage: build_image.sh ROOTFS}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,19 +18,18 @@ mkdir -p "$bin"
 # Fetch and lock the npm dependencies (ssh2) first, so a bad lock fails early.
 "$deno_bin" install --quiet --frozen --entrypoint "$here/mod.ts"
 
-built=no
 if [ "${PUTTYKIT_NO_COMPILE:-0}" != 1 ]; then
-  if "$deno_bin" compile --quiet -A --output "$bin/puttykit" "$here/mod.ts"; then
-    built=compiled
+  if ! "$deno_bin" compile --quiet -A --output "$bin/puttykit" "$here/mod.ts"; then
+    echo "build_image: deno compile failed (it downloads Deno's runtime once)" >&2
+    exit 1
   fi
-fi
-if [ "$built" = no ]; then
+  built=compiled
+else
   cat > "$bin/puttykit" <<WRAP
-#!/bin/sh
-# launcher: no compiled binary could be built here (deno compile needs Deno's runtime download)
-name=\$(basename "\$0")
-case "\$name" in plink|pscp|psftp|putty) set -- "\$name" "\$@" ;; esac
-exec "$deno_bin" run -A --quiet "$here/mod.ts" "\$@"
+#!/bin/bash
+# launcher (PUTTYKIT_NO_COMPILE=1): mod.ts under deno run, argv[0] the name it was run as, so it
+# dispatches as the compiled binary does
+exec -a "\$(basename "\$0")" "$deno_bin" run -A --quiet "$here/mod.ts" "\$@"
 WRAP
   chmod 755 "$bin/puttykit"
   built=launcher
