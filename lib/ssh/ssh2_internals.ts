@@ -14,11 +14,14 @@
  * `Protocol#_remoteIdentRaw`, `Protocol#_authenticated`, the private-key PEM ssh2 keeps on a
  * parsed ECDSA key (under a module-private symbol; see fixEcdsaPrivatePem), the module-level handler table in
  * lib/protocol/handlers.js, `sendPacket` from lib/protocol/utils.js, and the prototypes of the
- * chacha20-poly1305 cipher classes of lib/protocol/crypto.js (see finishOneShotCiphers).
+ * chacha20-poly1305 cipher classes of lib/protocol/crypto.js (see finishOneShotCiphers). The
+ * zlib packet classes of lib/protocol/zlib.js are replaced in ssh2_zlib.ts (load order).
  */
 
 import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv } from "node:crypto";
+// Before "ssh2": it swaps ssh2's zlib packet classes before ssh2's modules take them.
+import "./ssh2_zlib.ts";
 import ssh2 from "ssh2";
 import MESSAGE_HANDLERS from "ssh2/lib/protocol/handlers.js";
 import ssh2Utils from "ssh2/lib/protocol/utils.js";

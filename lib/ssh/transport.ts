@@ -23,7 +23,15 @@ import { VERSION } from "../version.ts";
 import type { Duplex } from "node:stream";
 import { openProxied, type ProxyConfig, ProxyError, proxyFor } from "./proxy.ts";
 
-export interface TransportOptions {
+export /** What ssh2's "handshake" event reports. */
+interface Negotiated {
+  kex: string;
+  serverHostKey: string;
+  cs: { cipher: string; mac: string; compress: string };
+  sc: { cipher: string; mac: string; compress: string };
+}
+
+interface TransportOptions {
   host: string;
   port: number;
   user: string;
@@ -331,13 +339,17 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
       resolve({ port: early, serverVersion: serverSoftwareVersion(client) });
     });
     client.on("banner", (text: string) => opts.banner?.(text));
-    client.on(
-      "handshake",
-      (n: { kex: string; serverHostKey: string; cs: { cipher: string; mac: string } }) => {
-        opts.log(`Key exchange ${n.kex}, host key ${n.serverHostKey}`);
-        opts.log(`Initialised ${n.cs.cipher}${n.cs.mac ? ` with ${n.cs.mac}` : ""} encryption`);
-      },
-    );
+    client.on("handshake", (n: Negotiated) => {
+      opts.log(`Key exchange ${n.kex}, host key ${n.serverHostKey}`);
+      opts.log(`Initialised ${n.cs.cipher}${n.cs.mac ? ` with ${n.cs.mac}` : ""} encryption`);
+      for (const [dir, what] of [[n.cs, "compression"], [n.sc, "decompression"]] as const) {
+        // PuTTY's words for its two zlib methods.
+        if (dir.compress === "zlib") opts.log(`Initialised zlib (RFC1950) ${what}`);
+        if (dir.compress === "zlib@openssh.com") {
+          opts.log(`Will enable zlib (RFC1950) ${what} after user authentication`);
+        }
+      }
+    });
     client.on("error", (err: ErrnoError) => {
       if (port) {
         port.lost(new TransportError(lostMessage(err), "network"));
