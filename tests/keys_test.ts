@@ -1,6 +1,7 @@
 /**
- * -i key files: PuTTY .ppk (versions 2 and 3; RSA, ECDSA, Ed25519; passphrase-protected v2) and
- * OpenSSH keys, each logging in to a real sshd.
+ * -i key files: PuTTY .ppk (versions 2 and 3; RSA, ECDSA, Ed25519; passphrase-protected v2, and
+ * v3 with each Argon2 flavour, as puttygen 0.78 writes them) and OpenSSH keys, each logging in to
+ * a real sshd.
  */
 
 import assert from "node:assert/strict";
@@ -52,6 +53,25 @@ Deno.test("private key formats log in", opts, async (t) => {
       });
     }
 
+    /** plink -i `file` on a terminal, typing `passphrase` at its prompt, running `command`. */
+    const unlockOnPty = (file: string, passphrase: string, command: string) => {
+      const cmd = ourShellCommand("plink", [
+        "-noagent",
+        "-hostkey",
+        s.hostKeyFingerprint,
+        "-i",
+        file,
+        ...target,
+        command,
+      ]);
+      let typed = false;
+      return runOnPty(cmd, (screen) => {
+        if (typed || !/Passphrase for key/.test(screen)) return undefined;
+        typed = true;
+        return `${passphrase}\r`;
+      }, { env: s.env });
+    };
+
     await t.step("passphrase-protected PPK v2: asked for, refused in -batch", async () => {
       const key = await newKey("ed25519", undefined, "locked");
       const pass = join(s.dir, "pass.txt");
@@ -70,44 +90,41 @@ Deno.test("private key formats log in", opts, async (t) => {
       });
       assert.equal(batch.code, 1);
       assert.match(batch.stderr, /passphrase/);
-      const cmd = ourShellCommand("plink", [
-        "-noagent",
-        "-hostkey",
-        s.hostKeyFingerprint,
-        "-i",
-        `${key}.enc.ppk`,
-        ...target,
-        "echo unlocked",
-      ]);
-      let typed = false;
-      const r = await runOnPty(cmd, (screen) => {
-        if (typed || !/Passphrase for key/.test(screen)) return undefined;
-        typed = true;
-        return "correct horse\r";
-      }, { env: s.env });
+      const r = await unlockOnPty(`${key}.enc.ppk`, "correct horse", "echo unlocked");
       assert.match(r.stdout, /unlocked/);
       assert.ok(!r.stdout.includes("correct horse"));
     });
 
-    await t.step("a wrong passphrase is a clear error", async () => {
-      const key = join(s.dir, "locked.enc.ppk");
-      const cmd = ourShellCommand("plink", [
-        "-noagent",
-        "-hostkey",
-        s.hostKeyFingerprint,
-        "-i",
-        key,
-        ...target,
-        "true",
-      ]);
-      let typed = false;
-      const r = await runOnPty(cmd, (screen) => {
-        if (typed || !/Passphrase for key/.test(screen)) return undefined;
-        typed = true;
-        return "wrong\r";
-      }, { env: s.env });
-      assert.equal(r.code, 1);
-      assert.match(r.stdout, /FATAL ERROR: .*wrong passphrase/);
+    await t.step(
+      "passphrase-protected PPK v3: Argon2id as puttygen makes it, Argon2i/d",
+      async () => {
+        const key = await newKey("ed25519", undefined, "locked3");
+        const pass = join(s.dir, "pass3.txt");
+        await Deno.writeTextFile(pass, "battery staple\n");
+        const kinds: [string, string[]][] = [
+          // puttygen 0.78's default: Argon2id, 8 MiB, passes for ~100 ms of its time, 1 lane.
+          ["Argon2id", []],
+          ["Argon2i", ["--ppk-param", "kdf=argon2i,memory=1024,passes=3,parallel=2"]],
+          ["Argon2d", ["--ppk-param", "kdf=argon2d,memory=256,passes=2,parallel=4"]],
+        ];
+        for (const [kdf, params] of kinds) {
+          const file = `${key}.${kdf}.ppk`;
+          await sh("puttygen", [key, ...params, "--new-passphrase", pass, "-o", file]);
+          const text = await Deno.readTextFile(file);
+          assert.match(text, /^PuTTY-User-Key-File-3: /);
+          assert.match(text, new RegExp(`^Key-Derivation: ${kdf}$`, "m"));
+          const r = await unlockOnPty(file, "battery staple", "echo unlocked-v3");
+          assert.match(r.stdout, /unlocked-v3/, `${kdf}: ${r.stdout}`);
+        }
+      },
+    );
+
+    await t.step("a wrong passphrase is a clear error (PPK v2 and v3)", async () => {
+      for (const file of ["locked.enc.ppk", "locked3.Argon2id.ppk"]) {
+        const r = await unlockOnPty(join(s.dir, file), "wrong", "true");
+        assert.equal(r.code, 1);
+        assert.match(r.stdout, /FATAL ERROR: .*wrong passphrase/, file);
+      }
     });
   } finally {
     await s.stop();

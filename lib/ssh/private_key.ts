@@ -9,6 +9,7 @@
 import { createDecipheriv, createHash, createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { SshReader, SshWriter } from "./wire.ts";
+import { argon2 } from "./argon2.ts";
 
 export class KeyFileError extends Error {}
 
@@ -98,14 +99,17 @@ function decryptPpk(f: PpkFile, passphrase: string): Uint8Array {
   if (f.encryption !== "aes256-cbc") {
     throw new KeyFileError(`unsupported key encryption "${f.encryption}"`);
   }
-  if (f.version === 3) {
-    throw new KeyFileError(
-      `PPK version 3 passphrase-protected keys (Argon2) are not supported; ` +
-        `re-save the key with "puttygen key.ppk -O private-openssh -o key" or ` +
-        `"puttygen --ppk-param version=2"`,
-    );
-  }
   const pass = Buffer.from(passphrase, "utf8");
+  if (f.version === 3) {
+    const { key, iv, macKey } = ppkV3Keys(f, pass);
+    const decipher = createDecipheriv("aes-256-cbc", key, iv);
+    decipher.setAutoPadding(false);
+    const plain = new Uint8Array(
+      Buffer.concat([decipher.update(f.privateBlob), decipher.final()]),
+    );
+    checkMac(f, plain, macKey, "wrong passphrase");
+    return plain;
+  }
   const h = (n: number) =>
     createHash("sha1").update(Buffer.from([0, 0, 0, n])).update(pass).digest();
   const key = Buffer.concat([h(0), h(1)]).subarray(0, 32);
@@ -117,6 +121,37 @@ function decryptPpk(f: PpkFile, passphrase: string): Uint8Array {
   const macKey = createHash("sha1").update("putty-private-key-file-mac-key").update(pass).digest();
   checkMac(f, plain, macKey, "wrong passphrase");
   return plain;
+}
+
+/**
+ * PPK version 3: the passphrase through Argon2 (the file's flavour, memory, passes, lanes and
+ * salt) gives 80 bytes: the AES-256 key, the CBC IV and the HMAC-SHA-256 key, as PuTTY does.
+ */
+function ppkV3Keys(f: PpkFile, pass: Uint8Array) {
+  const flavour = f.headers.get("Key-Derivation") ?? "";
+  if (flavour !== "Argon2id" && flavour !== "Argon2i" && flavour !== "Argon2d") {
+    throw new KeyFileError(`unsupported key derivation "${flavour}"`);
+  }
+  const num = (name: string) => {
+    const v = f.headers.get(name) ?? "";
+    if (!/^\d+$/.test(v)) throw new KeyFileError(`bad or missing ${name}`);
+    return Number(v);
+  };
+  const saltHex = f.headers.get("Argon2-Salt") ?? "";
+  if (!/^([0-9a-fA-F]{2})+$/.test(saltHex)) throw new KeyFileError("bad or missing Argon2-Salt");
+  const derived = argon2(pass, {
+    flavour,
+    memoryKiB: num("Argon2-Memory"),
+    passes: num("Argon2-Passes"),
+    parallelism: num("Argon2-Parallelism"),
+    salt: new Uint8Array(Buffer.from(saltHex, "hex")),
+    tagLength: 32 + 16 + 32,
+  });
+  return {
+    key: derived.subarray(0, 32),
+    iv: derived.subarray(32, 48),
+    macKey: derived.subarray(48),
+  };
 }
 
 function checkMac(f: PpkFile, plain: Uint8Array, key: Uint8Array, what = "MAC check failed"): void {
