@@ -23,6 +23,7 @@ import {
   usageError,
   writeAll,
   writeErr,
+  writeOut,
 } from "./console.ts";
 
 const USAGE = `Plink: command-line connection utility (puttykit ${VERSION})
@@ -83,20 +84,24 @@ async function quitIfPipeClosed(e: unknown, connected: Connected): Promise<void>
   }
 }
 
+function printUsage(): number {
+  writeOut(USAGE);
+  return 1;
+}
+
 export async function main(args: string[]): Promise<number> {
   let parsed: ParsedCommandLine;
   try {
     parsed = parseCommandLine(PLINK, args);
   } catch (e) {
-    if (e instanceof ConfigError) usageError("plink", e.message);
-    throw e;
+    if (!(e instanceof ConfigError)) throw e;
+    // No host at all: the usage, on stdout, as PuTTY's plink prints it.
+    if (e.message === "no valid host name provided") return printUsage();
+    usageError("plink", e.message);
   }
   if (parsed.stop) return await answerStopOption("plink", parsed.stop, "-V", USAGE);
   const cfg = parsed.config;
-  if (!cfg.host) {
-    writeErr(USAGE);
-    return 1;
-  }
+  if (!cfg.host) return printUsage();
   if (cfg.protocol !== "ssh") {
     usageError("plink", `the ${cfg.protocol} protocol is not supported by puttykit`);
   }

@@ -23,6 +23,7 @@ import {
   needsPassphrase,
 } from "./ssh/private_key.ts";
 import { TransportError } from "./ssh/transport.ts";
+import { osErrorText } from "./os_error.ts";
 
 export interface PreparedAuth {
   user: string;
@@ -49,8 +50,7 @@ export async function prepareAuth(cfg: PuttyConfig, ui: Interaction): Promise<Pr
     try {
       text = await Deno.readTextFile(cfg.keyFile);
     } catch (e) {
-      const why = e instanceof Deno.errors.NotFound ? "No such file or directory" : String(e);
-      throw new KeyFileError(`Unable to load key file "${cfg.keyFile}" (${why})`);
+      throw new KeyFileError(`Unable to load key file "${cfg.keyFile}" (${osErrorText(e)})`);
     }
     let passphrase: string | undefined;
     if (needsPassphrase(text)) {

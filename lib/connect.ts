@@ -21,6 +21,7 @@ import { greetUpstream } from "./share/downstream.ts";
 import type { ConnectionMux } from "./share/mux.ts";
 import type { ShareListener } from "./share/upstream.ts";
 import type { PacketLog } from "./log/session_log.ts";
+import { osErrorText } from "./os_error.ts";
 
 /** Limits for our own session when we hold the real connection (no sharing-socket limit). */
 export const DIRECT_LIMITS: ConnectionLimits = {
@@ -139,7 +140,7 @@ export async function openConfiguredLog(
       () => ui.askLogClash?.(path) ?? Promise.resolve(undefined),
     );
   } catch (e) {
-    ui.warn(`Unable to open log file ${path}: ${errText(e).replace(/ \(os error \d+\)$/, "")}`);
+    ui.warn(`Unable to open log file ${path}: ${osErrorText(e)}`);
     return undefined;
   }
 }

@@ -109,7 +109,39 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
         env,
       });
       assert.equal(r.code, 1);
-      assertOneLineError(r.stderr, /^FATAL ERROR: Network error: Connection refused$/);
+      assertOneLineError(r.stderr, /^FATAL ERROR: Connection refused$/);
+      // PuTTY 0.78's words exactly.
+      const real = await runReal("plink", ["-batch", "-P", String(port), `x@127.0.0.1`, "true"]);
+      assert.equal(r.stderr, real.stderr);
+    });
+
+    await t.step("no host: the usage on stdout, exit 1, as PuTTY's plink", async () => {
+      for (const args of [[], ["-batch", "-v"]]) {
+        const r = await runOurs("plink", args, { env });
+        assert.equal(r.code, 1);
+        assert.match(r.stdout, /^Plink: command-line connection utility/);
+        assert.match(r.stdout, /^Usage: plink \[options\] \[user@\]host \[command\]$/m);
+        assert.equal(r.stderr, "");
+      }
+    });
+
+    await t.step("impossible addresses and unreadable key files: one line each", async () => {
+      const cases: [string[], RegExp][] = [
+        [["-P", "70000", "127.0.0.1"], /port 70000 is out of range/],
+        [["-P", "-5", "127.0.0.1"], /port -5 is out of range/],
+        [["-6", "127.0.0.1"], /127\.0\.0\.1: Address family for hostname not supported$/],
+        [["-4", "::1"], /::1: Address family for hostname not supported$/],
+        [["-6", "no-such-host.invalid"], /no-such-host\.invalid: Host does not exist$/],
+        [
+          ["-i", "/etc", "-P", String(s.port), "127.0.0.1"],
+          /^FATAL ERROR: Unable to load key file "\/etc" \(Is a directory\)$/,
+        ],
+      ];
+      for (const [args, expected] of cases) {
+        const r = await runOurs("plink", ["-batch", ...args, "true"], { env });
+        assert.equal(r.code, 1, args.join(" "));
+        assertOneLineError(r.stderr, expected);
+      }
     });
 
     if (s.password) {

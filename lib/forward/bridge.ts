@@ -15,6 +15,7 @@ import {
   type IncomingChannel,
   type SshConnection,
 } from "../ssh/connection.ts";
+import { osErrorText } from "../os_error.ts";
 
 const CHUNK = 32768;
 
@@ -130,12 +131,6 @@ export function peerText(addr: Deno.Addr): string {
   return addr.hostname.includes(":")
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
-}
-
-/** An OS error as strerror() would put it: Deno adds " (os error N)". */
-export function osErrorText(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
-  return text.replace(/ \(os error \d+\)$/, "");
 }
 
 const OPEN_FAILURE_NAMES = [

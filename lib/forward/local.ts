@@ -11,15 +11,9 @@
 
 import { ChannelOpenError } from "../ssh/connection.ts";
 import { delay } from "../timer.ts";
-import {
-  type ForwardEnv,
-  openFailureLogText,
-  osErrorText,
-  peerText,
-  runForwarded,
-  writeAll,
-} from "./bridge.ts";
+import { type ForwardEnv, openFailureLogText, peerText, runForwarded, writeAll } from "./bridge.ts";
 import { socksFailure, SocksParser, socksSuccess } from "./socks.ts";
+import { osErrorText } from "../os_error.ts";
 
 export interface LocalListenSpec {
   bindAddress?: string;

@@ -15,7 +15,8 @@
 
 import type { Channel, IncomingChannel, SshConnection } from "../ssh/connection.ts";
 import { OPEN_FAILURE } from "../ssh/wire.ts";
-import { bridge, osErrorText, writeAll } from "./bridge.ts";
+import { bridge, writeAll } from "./bridge.ts";
+import { osErrorText } from "../os_error.ts";
 import { setupDisplay, type X11Display } from "./x11_display.ts";
 import {
   type ClientSetup,

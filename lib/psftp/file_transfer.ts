@@ -12,7 +12,8 @@
 
 import { type Attrs, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
 import { download, upload } from "../sftp/transfer.ts";
-import { osErrorText, printable } from "../transfer/display.ts";
+import { printable } from "../transfer/display.ts";
+import { osErrorText } from "../os_error.ts";
 import { localGlob, localWildcardKind } from "./local_glob.ts";
 import { type CommandResult, hasDirectoryBit, type PsftpSession } from "./session.ts";
 import {

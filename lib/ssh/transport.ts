@@ -8,6 +8,8 @@
  */
 
 import { Buffer } from "node:buffer";
+import { isIP } from "node:net";
+import { osErrorText } from "../os_error.ts";
 import { type PacketHandlers, PacketInbox, type PacketPort } from "./packet_port.ts";
 import {
   Client,
@@ -108,17 +110,7 @@ class Ssh2Port implements PacketPort {
 
 const PROXY_STREAM_ENDED = "Remote side unexpectedly closed network connection";
 
-/** strerror() words for the socket errors Node reports by code. */
-const SOCKET_ERRORS: Record<string, string> = {
-  ECONNREFUSED: "Connection refused",
-  ETIMEDOUT: "Connection timed out",
-  EHOSTUNREACH: "No route to host",
-  ENETUNREACH: "Network is unreachable",
-  ECONNRESET: "Connection reset by peer",
-  EPIPE: "Broken pipe",
-};
-
-/** A failure to connect, in PuTTY's words. */
+/** A failure to connect, in PuTTY's words (0.78's bare strerror text for socket errors). */
 function networkMessage(err: ErrnoError, host: string): string {
   switch (err.code) {
     case "ENOTFOUND":
@@ -126,7 +118,26 @@ function networkMessage(err: ErrnoError, host: string): string {
     case "EAI_NONAME":
       return `Unable to open connection to ${host}: Host does not exist`;
   }
-  return `Network error: ${SOCKET_ERRORS[err.code ?? ""] ?? err.message}`;
+  // ssh2's own lookup (with -4/-6) wraps the resolver's error in its message.
+  if (err.level === "client-dns") {
+    return `Unable to open connection to ${host}: Host does not exist`;
+  }
+  return osErrorText(err);
+}
+
+/**
+ * Why we can't even try to connect: a port no socket can have, or -4/-6 against an address
+ * literal of the other family (PuTTY: "Address family for hostname not supported").
+ */
+function unconnectable(host: string, port: number, family: string): string | undefined {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    return `Unable to open connection to ${host}: port ${port} is out of range`;
+  }
+  const literal = isIP(host.replace(/^\[(.*)\]$/, "$1"));
+  if ((family === "ipv4" && literal === 6) || (family === "ipv6" && literal === 4)) {
+    return `Unable to open connection to ${host}: Address family for hostname not supported`;
+  }
+  return undefined;
 }
 
 /**
@@ -136,7 +147,7 @@ function networkMessage(err: ErrnoError, host: string): string {
  */
 function lostMessage(err: ErrnoError): string {
   if (err.code === "EPIPE") return "Remote side unexpectedly closed network connection";
-  return SOCKET_ERRORS[err.code ?? ""] ?? err.message;
+  return osErrorText(err);
 }
 
 /** What ssh2 and Node's net module put on their errors. */
@@ -360,7 +371,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
         // A proxy that gives up ends the stream: PuTTY's words for any stream that ends.
         return fail(new TransportError(PROXY_STREAM_ENDED, "network"));
       }
-      if (err.level === "client-socket" || err.code) {
+      if (err.level === "client-socket" || err.level === "client-dns" || err.code) {
         return fail(new TransportError(networkMessage(err, opts.host), "network"));
       }
       if (err.level === "client-authentication") {
@@ -418,7 +429,10 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
       client._sock?.once?.("connect", () => client.setNoDelay(true));
       client.setNoDelay(true);
     };
-    if (proxied) {
+    const cannot = proxied ? undefined : unconnectable(opts.host, opts.port, opts.addressFamily);
+    if (cannot) {
+      fail(new TransportError(cannot, "network"));
+    } else if (proxied) {
       openProxied(opts.proxy!, opts.host, opts.port, { log: opts.log }).then(start, (e) => {
         fail(new TransportError(e instanceof ProxyError ? e.message : String(e), "network"));
       });
