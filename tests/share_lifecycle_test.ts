@@ -2,12 +2,16 @@
  * The life of an upstream (issue 3): it outlives its own session while downstreams remain, its
  * death gives downstreams a clear error rather than a hang, simultaneous starts elect exactly one
  * upstream, a stale socket is replaced, unsafe socket directories are refused, -v explains.
+ * Saved sessions' ConnectionSharing, ConnectionSharingUpstream and ConnectionSharingDownstream
+ * decide as PuTTY's do (a tool that may not be a downstream takes over a live upstream's socket).
  */
 
 import assert from "node:assert/strict";
+import { dirname } from "node:path";
 import { type Sshd, startSshd } from "./fixtures/sshd.ts";
-import { collect, runOurs, spawnOurs, waitFor } from "./fixtures/tools.ts";
-import { startUpstream, upstreamId } from "./fixtures/upstream.ts";
+import { collect, runOurs, runReal, spawnOurs, waitFor } from "./fixtures/tools.ts";
+import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
+import { sessionPath } from "../lib/config/sessions.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { sharePaths } from "../lib/share/socket_path.ts";
 
@@ -197,3 +201,217 @@ Deno.test("sharing lifecycle", opts, async (t) => {
     await s.stop();
   }
 });
+
+/**
+ * Saves a session for `s` (host, port, user, key, host key) with `settings` added, in PuTTY's
+ * format under the test's PUTTYDIR, and returns its name.
+ */
+async function saveSharingSession(
+  s: Sshd,
+  name: string,
+  settings: Record<string, number>,
+): Promise<string> {
+  const path = sessionPath(name, (k) => s.env[k]);
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const lines = [
+    `HostName=${s.host}`,
+    "Protocol=ssh",
+    `PortNumber=${s.port}`,
+    `UserName=${s.user}`,
+    `PublicKeyFile=${s.userKeyPpk}`,
+    `SSHManualHostKeys=${s.hostKeyFingerprint}`,
+    ...Object.entries(settings).map(([k, v]) => `${k}=${v}`),
+  ];
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+  return name;
+}
+
+/**
+ * A remote command that says it has started (a file appears in `dir`, which the server's user
+ * can write) and then runs until the test creates `dir`/release.
+ */
+function heldCommand(dir: string, word: string): string {
+  return `touch ${dir}/started; while [ ! -e ${dir}/release ]; do sleep 0.05; done; echo ${word}`;
+}
+
+/** startUpstream, and wait until the server has logged its authentication. */
+async function startLoggedIn(s: Sshd): Promise<Deno.ChildProcess> {
+  const auths = (await s.authCount()) + 1;
+  const up = await startUpstream(s, "ours");
+  await waitFor(async () => (await s.authCount()) === auths, 10000, "upstream login");
+  return up;
+}
+
+/** `text` as a literal inside a RegExp. */
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
+/** Starts `plink -batch -v -load session` with a held command; resolves once it runs. */
+async function startHeld(s: Sshd, session: string, word: string) {
+  const dir = await s.userDir(`held-${word}`);
+  const child = spawnOurs("plink", ["-batch", "-v", "-load", session, heldCommand(dir, word)], {
+    env: s.env,
+  });
+  const result = collect(child);
+  await waitFor(() => exists(`${dir}/started`), 20000, `${word} to run`);
+  return {
+    release: async () => {
+      await Deno.writeTextFile(`${dir}/release`, "");
+      return await result;
+    },
+  };
+}
+
+Deno.test(
+  "ConnectionSharing, ConnectionSharingUpstream and ...Downstream from saved sessions",
+  opts,
+  async (t) => {
+    const s = await startSshd();
+    const id = upstreamId(s);
+    const { socket } = await sharePaths(id);
+    const shareOn = await saveSharingSession(s, "share on", { ConnectionSharing: 1 });
+    const shareOff = await saveSharingSession(s, "share off", { ConnectionSharing: 0 });
+    const noUp = await saveSharingSession(s, "no upstream", {
+      ConnectionSharing: 1,
+      ConnectionSharingUpstream: 0,
+    });
+    const noDown = await saveSharingSession(s, "no downstream", {
+      ConnectionSharing: 1,
+      ConnectionSharingDownstream: 0,
+    });
+    const ups: Deno.ChildProcess[] = [];
+    try {
+      await t.step("Upstream=0, no upstream: connects alone, no socket, -v says why", async () => {
+        const before = await s.authCount();
+        const held = await startHeld(s, noUp, "alone");
+        assert.equal(await exists(socket), false, "no sharing socket while it runs");
+        assert.equal(await s.authCount(), before + 1, "it logged in itself");
+        const r = await held.release();
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, "alone\n");
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `^Could not set up connection sharing as downstream: ${literal(socket)}: ` +
+              "No such file or directory\\r?$",
+            "m",
+          ),
+        );
+        // It was never allowed to be an upstream, so it did not try.
+        assert.doesNotMatch(r.stderr, /as upstream|Sharing this connection/);
+      });
+
+      await t.step("Upstream=0 with a live upstream: uses it", async () => {
+        ups.push(await startLoggedIn(s));
+        const before = await s.authCount();
+        const r = await runOurs("plink", ["-batch", "-v", "-load", noUp, "echo via-upstream"], {
+          env: s.env,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, "via-upstream\n");
+        assert.match(
+          r.stderr,
+          new RegExp(`Using existing shared connection at ${literal(socket)}`),
+        );
+        assert.equal(await s.authCount(), before, "no new authentication");
+      });
+
+      await t.step(
+        "Downstream=0 with a live upstream: logs in itself and takes over the socket, as PuTTY",
+        async () => {
+          const [original] = ups;
+          const before = await s.authCount();
+          // A downstream of the original upstream, busy throughout.
+          const oldDir = await s.userDir("held-old");
+          const old = spawnOurs("plink", [
+            "-share",
+            "-batch",
+            ...target(s),
+            heldCommand(oldDir, "old"),
+          ], {
+            env: s.env,
+          });
+          const oldResult = collect(old);
+          await waitFor(() => exists(`${oldDir}/started`), 20000, "old downstream to run");
+
+          const held = await startHeld(s, noDown, "own");
+          assert.equal(await s.authCount(), before + 1, "Downstream=0 logged in itself");
+          // PuTTY's new_unix_listener unlinks whatever is at the path and listens there: new
+          // downstreams now reach the newcomer (its -v log shows them), not the original.
+          const via = await runOurs("plink", ["-share", "-batch", ...target(s), "echo via-new"], {
+            env: s.env,
+          });
+          assert.equal(via.stdout, "via-new\n", via.stderr);
+          assert.equal(await s.authCount(), before + 1);
+
+          // The original upstream keeps serving the downstream it already had.
+          await Deno.writeTextFile(`${oldDir}/release`, "");
+          const o = await oldResult;
+          assert.equal(o.code, 0, o.stderr);
+          assert.equal(o.stdout, "old\n");
+
+          const r = await held.release();
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(r.stdout, "own\n");
+          assert.match(r.stderr, new RegExp(`Sharing this connection at ${literal(socket)}`));
+          assert.match(r.stderr, /downstream #1 connected/);
+          assert.doesNotMatch(r.stderr, /Using existing shared connection/);
+
+          // Leaving, the newcomer removed the socket: the original upstream still runs but no
+          // new downstream can find it (PuTTY's platform_ssh_share_cleanup does the same).
+          assert.equal(alive(original.pid), true, "the original upstream is still running");
+          assert.equal(await upstreamExists(id), false);
+          assert.equal(await exists(socket), false);
+        },
+      );
+
+      await t.step("PuTTY's own plink with Downstream=0 takes over the socket too", async () => {
+        for (const up of ups.splice(0)) await stopUpstream(up);
+        ups.push(await startLoggedIn(s));
+        const before = await s.authCount();
+        const r = await runReal("plink", ["-batch", "-v", "-load", noDown, "echo real"], {
+          env: s.env,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, "real\n");
+        assert.equal(await s.authCount(), before + 1);
+        assert.match(r.stderr, /Sharing this connection at /);
+        assert.equal(alive(ups[0].pid), true);
+        assert.equal(await upstreamExists(id), false, "the socket went with PuTTY's plink");
+      });
+
+      await t.step("ConnectionSharing=1 alone (no -share) turns sharing on", async () => {
+        for (const up of ups.splice(0)) await stopUpstream(up);
+        const before = await s.authCount();
+        const held = await startHeld(s, shareOn, "first");
+        assert.ok(await upstreamExists(id), "the first became the upstream");
+        const second = await runOurs("plink", ["-batch", "-v", "-load", shareOn, "echo second"], {
+          env: s.env,
+        });
+        assert.equal(second.stdout, "second\n", second.stderr);
+        assert.match(
+          second.stderr,
+          new RegExp(`Using existing shared connection at ${literal(socket)}`),
+        );
+        // The same session with ConnectionSharing=0 ignores the live upstream.
+        const off = await runOurs("plink", ["-batch", "-v", "-load", shareOff, "echo off"], {
+          env: s.env,
+        });
+        assert.equal(off.stdout, "off\n", off.stderr);
+        assert.doesNotMatch(off.stderr, /shared connection|connection sharing/i);
+        const r = await held.release();
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, new RegExp(`Sharing this connection at ${literal(socket)}`));
+        assert.equal(await s.authCount(), before + 2, "first and off logged in; second did not");
+      });
+    } finally {
+      for (const up of ups) await stopUpstream(up);
+      await s.stop();
+    }
+  },
+);
