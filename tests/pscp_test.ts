@@ -544,46 +544,95 @@ Deno.test(
         });
       }
 
-      await t.step("upload (SFTP): the target name never holds a partial file", async () => {
-        const dest = await s.userDir("drop-up");
-        await Deno.writeTextFile(join(dest, "big.bin"), "previous version\n");
-        const child = spawnOurs("pscp", [...authArgs(s), "-q", "-sftp", big, at(s, dest)], {
-          env: s.env,
-        });
-        await waitFor(() => partials(dest).some((n) => n > 1 << 20), 60000, "a partial upload");
-        s.killConnections();
-        const r = await collect(child, { timeoutMs: T });
-        assert.equal(r.code, 1);
-        assert.match(r.stderr, /big\.bin: Lost connection/);
-        assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
-        assert.equal(await Deno.readTextFile(join(dest, "big.bin")), "previous version\n");
-      });
-
-      await t.step(
-        "upload (SCP): reported by name, exit 1 (the remote scp writes in place)",
-        async () => {
-          const dest = await s.userDir("drop-up-scp");
-          const child = spawnOurs("pscp", [...authArgs(s), "-q", "-scp", big, at(s, dest)], {
+      for (const proto of ["-sftp", "-scp"]) {
+        await t.step(`upload (${proto}): the target name never holds a partial file`, async () => {
+          const dest = await s.userDir(`drop-up${proto}`);
+          await Deno.writeTextFile(join(dest, "big.bin"), "previous version\n");
+          const child = spawnOurs("pscp", [...authArgs(s), "-q", proto, big, at(s, dest)], {
             env: s.env,
           });
-          await waitFor(
-            async () => {
-              try {
-                return (await Deno.stat(join(dest, "big.bin"))).size > 1 << 20;
-              } catch {
-                return false;
-              }
-            },
-            60000,
-            "a partial SCP upload",
-          );
+          await waitFor(() => partials(dest).some((n) => n > 1 << 20), 60000, "a partial upload");
           s.killConnections();
           const r = await collect(child, { timeoutMs: T });
           assert.equal(r.code, 1);
           assert.match(r.stderr, /big\.bin: Lost connection/);
+          assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr);
           assertNoTrace(r.stderr);
-        },
+          assert.equal(await Deno.readTextFile(join(dest, "big.bin")), "previous version\n");
+        });
+      }
+    });
+  },
+);
+
+Deno.test(
+  "pscp -scp: each file whole or not at all, in place as PuTTY's pscp leaves it",
+  opts,
+  async () => {
+    await withServer(async (s, local) => {
+      // Two remote directories set up alike: real pscp writes in place into one, ours into the other.
+      const setUp = async (name: string) => {
+        const dir = await s.userDir(name);
+        const { uid, gid } = Deno.statSync(dir);
+        const own = (p: string) => Deno.chownSync(p, uid!, gid!);
+        Deno.writeTextFileSync(join(dir, "run.sh"), "old script\n");
+        Deno.chmodSync(join(dir, "run.sh"), 0o755);
+        Deno.writeTextFileSync(join(dir, "real.txt"), "old real\n");
+        Deno.symlinkSync("real.txt", join(dir, "link.txt"));
+        Deno.mkdirSync(join(dir, "locked"));
+        Deno.writeTextFileSync(join(dir, "locked", "kept.txt"), "old locked\n");
+        for (const p of ["run.sh", "real.txt", "locked", "locked/kept.txt"]) own(join(dir, p));
+        Deno.chmodSync(join(dir, "locked"), 0o555); // no new files: written in place
+        return dir;
+      };
+      const ours = await setUp("scp-ours");
+      const theirs = await setUp("scp-real");
+      const file = (name: string, text: string) => {
+        Deno.writeTextFileSync(join(local, name), text);
+        Deno.chmodSync(join(local, name), 0o644);
+        return join(local, name);
+      };
+      const script = file("run.sh", "new script\n");
+      const viaLink = file("link.txt", "written through the link\n");
+      const locked = file("kept.txt", "new locked\n");
+      const fresh = file("fresh.txt", "brand new\n");
+      for (const [which, dir] of [["ours", ours], ["real", theirs]] as const) {
+        for (
+          const [src, dst] of [[script, ""], [viaLink, "link.txt"], [locked, "locked/kept.txt"]]
+        ) {
+          const r = await pscp(which, s, ["-q", "-scp", src, at(s, `${dir}/${dst}`)]);
+          assert.equal(r.code, 0, `${which} ${dst}: ${r.stderr}`);
+        }
+        const r = await pscp(which, s, ["-q", "-scp", fresh, script, at(s, dir)]);
+        assert.equal(r.code, 0, `${which}: ${r.stderr}`);
+      }
+      const state = (dir: string) =>
+        ["run.sh", "real.txt", "link.txt", "locked/kept.txt", "fresh.txt"].map((n) => {
+          const st = Deno.lstatSync(join(dir, n));
+          const what = st.isSymlink
+            ? `-> ${Deno.readLinkSync(join(dir, n))}`
+            : Deno.readTextFileSync(join(dir, n));
+          return `${n} ${(st.mode! & 0o7777).toString(8)} ${what}`;
+        });
+      assert.deepEqual(state(ours), state(theirs));
+      assert.deepEqual(state(ours).slice(0, 2), [
+        "run.sh 755 new script\n",
+        "real.txt 644 written through the link\n",
+      ]);
+      const leftovers = [ours, join(ours, "locked")].flatMap((d) =>
+        [...Deno.readDirSync(d)].map((e) => e.name).filter((n) => n.endsWith(".pscp"))
       );
+      assert.deepEqual(leftovers, [], "no temporary files left");
+
+      // A name SCP can't carry (PuTTY's pscp hangs on it): refused by name, the rest arrive.
+      const tree = join(local, "tree");
+      Deno.mkdirSync(tree);
+      Deno.writeTextFileSync(join(tree, "good.txt"), "good\n");
+      Deno.writeTextFileSync(join(tree, "bad\nname"), "bad\n");
+      const r = await pscp("ours", s, ["-q", "-scp", "-r", tree, at(s, `${ours}/tree`)]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^pscp: bad\\nname: file names with newlines can't be sent by SCP$/m);
+      assert.deepEqual([...Deno.readDirSync(join(ours, "tree"))].map((e) => e.name), ["good.txt"]);
     });
   },
 );

@@ -7,13 +7,20 @@
 import type { SshConnection } from "../ssh/connection.ts";
 import { ScpDownloadSource } from "../scp/download.ts";
 import { scpCommand } from "../scp/protocol.ts";
-import { ScpUploadTarget } from "../scp/upload.ts";
+import { planScpUpload, type ScpUploadPlan, ScpUploadTarget } from "../scp/upload.ts";
+import { RemotePlacer } from "../scp/placer.ts";
 import { Copier, type CopyOptions } from "./copy.ts";
 import { type DownloadSource, FatalError, type Reporter, type UploadTarget } from "./endpoint.ts";
 import { localType } from "./local_file.ts";
 import { parseRemoteSpec, remoteColon, type RemoteSpec } from "./paths.ts";
 import { listDirectory, SftpDownloadSource, SftpUploadTarget } from "./sftp_endpoint.ts";
-import { lsCommand, startFileTransfer, type TransferSession } from "./session.ts";
+import {
+  commandSucceeds,
+  lsCommand,
+  openCommand,
+  startFileTransfer,
+  type TransferSession,
+} from "./session.ts";
 import { SftpError } from "../sftp/client.ts";
 import { Temporaries } from "./temporaries.ts";
 
@@ -81,21 +88,36 @@ export class PscpRun {
     private readonly io: PscpIo,
   ) {}
 
-  /** The command SCP mode runs (also the fallback when SFTP is refused). */
-  get command(): string {
-    const j = this.job;
+  /** Where an SCP upload lands (worked out only when SCP is used). */
+  private scpPlan?: ScpUploadPlan;
+
+  /** PuTTY's scp command for `path`. */
+  private scpCommand(path: string, targetIsDir: boolean): string {
     const o = this.opts;
-    if (j.kind === "list") return lsCommand(j.remote.path);
-    const targetIsDir = j.kind === "upload" && j.sources.length > 1;
     const flags = { verbose: o.verbose, recursive: o.recursive, preserve: o.preserve, targetIsDir };
-    return scpCommand(j.kind === "upload" ? "to" : "from", j.remote.path, flags);
+    return scpCommand(this.job.kind === "upload" ? "to" : "from", path, flags);
+  }
+
+  /** The command SCP mode runs (also the fallback when SFTP is refused). */
+  private async command(conn: SshConnection): Promise<string> {
+    const j = this.job;
+    if (j.kind === "list") return lsCommand(j.remote.path);
+    if (j.kind === "download") return this.scpCommand(j.remote.path, false);
+    const isDir = j.sources.length === 1 && (await localType(j.sources[0])) === "dir";
+    this.scpPlan = await planScpUpload(
+      j.remote.path,
+      { count: j.sources.length, isDir },
+      (path, targetIsDir) => this.scpCommand(path, targetIsDir),
+      (command) => commandSucceeds(conn, command),
+    );
+    return this.scpPlan.command;
   }
 
   async run(conn: SshConnection): Promise<void> {
     const session = await startFileTransfer(conn, {
       trySftp: this.opts.trySftp,
       tryScp: this.opts.tryScp,
-      command: this.command,
+      command: () => this.command(conn),
       log: this.io.log,
     });
     this.io.reporter.verbose(session.kind === "sftp" ? "Using SFTP" : "Using SCP1");
@@ -111,7 +133,7 @@ export class PscpRun {
       this.temporaries,
     );
     if (j.kind === "upload") {
-      const target = await this.uploadTarget(session, j.remote.path, j.sources.length > 1);
+      const target = await this.uploadTarget(conn, session, j.remote.path, j.sources.length > 1);
       await copier.upload(j.sources, target);
       await target.close();
     } else {
@@ -134,6 +156,7 @@ export class PscpRun {
   }
 
   private async uploadTarget(
+    conn: SshConnection,
     s: TransferSession,
     path: string,
     shouldBeDir: boolean,
@@ -147,7 +170,16 @@ export class PscpRun {
         this.temporaries,
       );
     }
-    return await ScpUploadTarget.start(s.channel, this.io.reporter);
+    const place = this.scpPlan?.place ?? { how: "in place" };
+    return await ScpUploadTarget.start(s.channel, this.io.reporter, {
+      place,
+      placer: place.how === "in place"
+        ? undefined
+        : new RemotePlacer(conn, this.io.reporter, "pscp"),
+      preserve: this.opts.preserve,
+      temporaries: this.temporaries,
+      openInPlace: () => openCommand(conn, this.scpCommand(path, false)),
+    });
   }
 
   private downloadSource(s: TransferSession, path: string): DownloadSource | undefined {

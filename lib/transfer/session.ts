@@ -17,8 +17,11 @@ export type TransferSession =
 export interface StartTransferOptions {
   trySftp: boolean;
   tryScp: boolean;
-  /** The command to run when SFTP isn't used: "scp -t ...", "scp -f ..." or "ls -la '...'". */
-  command: string;
+  /**
+   * The command to run when SFTP isn't used: "scp -t ...", "scp -f ..." or "ls -la '...'" (or
+   * what works it out, only when it is needed).
+   */
+  command: string | (() => Promise<string>);
   /** Event log (-v). */
   log: (text: string) => void;
 }
@@ -35,12 +38,31 @@ export async function startFileTransfer(
       o.log("Primary command failed; attempting fallback");
     }
   }
+  const command = typeof o.command === "string" ? o.command : await o.command();
+  return { kind: "scp", channel: await openCommand(conn, command) };
+}
+
+/** A session channel running `command`. */
+export async function openCommand(conn: SshConnection, command: string): Promise<Channel> {
   const channel = await conn.openSession();
-  if (!(await channel.exec(o.command))) {
+  if (!(await channel.exec(command))) {
     channel.close();
     throw new RemoteRefusedError("Server refused to start a shell/command");
   }
-  return { kind: "scp", channel };
+  return channel;
+}
+
+/** Runs `command` on the server; true when it exits with status 0. */
+export async function commandSucceeds(conn: SshConnection, command: string): Promise<boolean> {
+  const ch = await conn.openSession();
+  if (!(await ch.exec(command))) {
+    ch.close();
+    return false;
+  }
+  ch.stdout.discard();
+  ch.stderr.discard();
+  await ch.closed;
+  return ch.exit?.code === 0;
 }
 
 /** PuTTY's quoting of the -ls directory for `ls -la '...'` in SCP mode. */
