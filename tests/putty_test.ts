@@ -67,6 +67,12 @@ async function assertRestored(tm: Tmux, dir: string) {
   assert.ok(isCooked(await tm.sttyAll()), "icanon and echo are on again");
 }
 
+function randomBytes(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let at = 0; at < n; at += 65536) crypto.getRandomValues(b.subarray(at, at + 65536));
+  return b;
+}
+
 /** putty's process (deno running mod.ts) under the pane. */
 async function puttyPid(tm: Tmux): Promise<number> {
   const panePid = Number(await tm.paneVar("pane_pid"));
@@ -300,6 +306,106 @@ Deno.test(
           await Deno.remove(dir, { recursive: true }).catch(() => {});
         }
       });
+
+      await t.step(
+        "pscp and psftp through putty -share: one login; putty waits for a busy psftp",
+        async () => {
+          const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+          const before = await s.authCount();
+          const tm = await puttyInPane(s, dir, puttyArgs(s, ["-share"]));
+          try {
+            await shellReady(tm);
+            assert.ok(await upstreamExists(id), "putty is the upstream");
+            const remote = await s.userDir("via-putty");
+            const at = (path: string) => `${s.user}@${s.host}:${remote}/${path}`;
+            const data = randomBytes(1 << 20);
+            const local = join(dir, "up.bin");
+            await Deno.writeFile(local, data);
+            // With the host key and the login key: were sharing not used, these would log in.
+            const share = [
+              "-share",
+              "-v",
+              "-batch",
+              "-hostkey",
+              s.hostKeyFingerprint,
+              "-i",
+              s.userKey,
+              "-P",
+              String(s.port),
+            ];
+
+            const up = await runOurs("pscp", [...share, "-q", local, at("up.bin")], {
+              env: s.env,
+            });
+            assert.equal(up.code, 0, up.stderr);
+            assert.match(up.stderr, /Using existing shared connection at /);
+            const back = join(dir, "back.bin");
+            const down = await runOurs("pscp", [...share, "-q", at("up.bin"), back], {
+              env: s.env,
+            });
+            assert.equal(down.code, 0, down.stderr);
+            assert.deepEqual(await Deno.readFile(back), data, "pscp brought the bytes back");
+
+            const script = join(dir, "batch.psftp");
+            await Deno.writeTextFile(
+              script,
+              `cd ${remote}\nput ${local} psftp.bin\nget psftp.bin ${dir}/psftp-back.bin\nls\n`,
+            );
+            const ps = await runOurs(
+              "psftp",
+              [...share, `${s.user}@${s.host}`, "-b", script],
+              { env: s.env },
+            );
+            assert.equal(ps.code, 0, ps.stdout + ps.stderr);
+            assert.match(ps.stderr, /Using existing shared connection at /);
+            assert.match(ps.stdout, /psftp\.bin/, "ls lists the upload");
+            assert.deepEqual(await Deno.readFile(join(dir, "psftp-back.bin")), data);
+            assert.equal(await s.authCount(), before + 1, "pscp and psftp used putty's login");
+
+            // A psftp that is busy (its "!" waits for the test) when putty's shell exits, and
+            // still has a put and a get to do through putty's connection afterwards.
+            const [started, release] = [join(dir, "started"), join(dir, "release")];
+            await Deno.writeTextFile(
+              script,
+              `!touch ${started}; while [ ! -e ${release} ]; do sleep 0.05; done\n` +
+                `cd ${remote}\nput ${local} late.bin\nget late.bin ${dir}/late.bin\n`,
+            );
+            const busy = collect(
+              spawnOurs("psftp", [...share, `${s.user}@${s.host}`, "-b", script], {
+                env: s.env,
+              }),
+            );
+            await waitFor(
+              () => Deno.stat(started).then(() => true, () => false),
+              20000,
+              "psftp to connect",
+            );
+            await tm.type("exit\r");
+            const screen = await tm.waitForScreen(/waiting for 1 downstream connection/);
+            assert.match(
+              screen,
+              /^puttykit: waiting for 1 downstream connection\(s\) \(pscp\/psftp\/plink\)/m,
+            );
+            assert.doesNotMatch(screen, /PANE-DONE/, "putty is still running");
+            assert.equal(
+              await Deno.stat(join(dir, "exit")).then(() => true, () => false),
+              false,
+              "putty has not exited",
+            );
+            await Deno.writeTextFile(release, "");
+            const r = await busy;
+            assert.equal(r.code, 0, r.stdout + r.stderr);
+            assert.deepEqual(await Deno.readFile(join(dir, "late.bin")), data);
+            assert.equal(await exitLine(dir), "EXIT=0");
+            await assertRestored(tm, dir);
+            assert.equal(await s.authCount(), before + 1, "still putty's one login");
+            await waitFor(async () => !(await upstreamExists(id)), 5000, "upstream gone");
+          } finally {
+            await tm.stop();
+            await Deno.remove(dir, { recursive: true }).catch(() => {});
+          }
+        },
+      );
 
       await t.step("while it waits, Ctrl-C ends putty and its downstreams at once", async () => {
         const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
