@@ -8,7 +8,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { descendants, freePort, type Sshd, startSshd } from "./fixtures/sshd.ts";
-import { collect, ourShellCommand, runOurs, spawnOurs, waitFor } from "./fixtures/tools.ts";
+import { startAgent } from "./fixtures/agent.ts";
+import {
+  acceptsTcp,
+  collect,
+  ourShellCommand,
+  runOurs,
+  runReal,
+  spawnOurs,
+  waitFor,
+} from "./fixtures/tools.ts";
 import { isCooked, Tmux } from "./fixtures/tmux.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
@@ -460,6 +469,94 @@ Deno.test(
     }
   },
 );
+
+/** A TCP echo server on 127.0.0.1 that says "via-echo " first, then sends back what it gets. */
+function echoServer(): { port: number; close(): void } {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const c of l) {
+      c.write(new TextEncoder().encode("via-echo "))
+        .then(() => c.readable.pipeTo(c.writable))
+        .catch(() => {});
+    }
+  })().catch(() => {});
+  return { port: (l.addr as Deno.NetAddr).port, close: () => l.close() };
+}
+
+/** The user key's fingerprint as ssh-keygen (and so `ssh-add -l` and sshd's log) shows it. */
+async function userKeyFingerprint(s: Sshd): Promise<string> {
+  const out = await new Deno.Command("ssh-keygen", { args: ["-lf", `${s.userKey}.pub`] }).output();
+  return new TextDecoder().decode(out.stdout).split(" ")[1];
+}
+
+function literal(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+Deno.test("putty -R, -D and -A in one session", opts, async (t) => {
+  const s = await startSshd();
+  const agent = await startAgent(s);
+  const echo = echoServer();
+  const web = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("hello through putty's socks\n"),
+  );
+  const [rport, dport] = [freePort(), freePort()];
+  const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+  const args = puttyArgs(s, [
+    "-A",
+    "-R",
+    `${rport}:127.0.0.1:${echo.port}`,
+    "-D",
+    `127.0.0.1:${dport}`,
+  ]);
+  const tm = await puttyInPane(s, dir, args, `export SSH_AUTH_SOCK=${agent.sock}`);
+  try {
+    await shellReady(tm);
+
+    await t.step("-R: a remote program reaches our echo server", async () => {
+      // sshd listens for -R on this machine's loopback: wait until it does.
+      await waitFor(() => acceptsTcp(rport), 10000, "the -R listener");
+      await tm.type(
+        `bash -c 'exec 3<>/dev/tcp/127.0.0.1/${rport}; echo "remote-$((20+22))" >&3; head -1 <&3'\r`,
+      );
+      await tm.waitForScreen(/^via-echo remote-42$/m);
+    });
+
+    await t.step("-D: curl --socks5-hostname through putty", async () => {
+      await waitFor(() => acceptsTcp(dport), 10000, "the -D listener");
+      const r = await runReal("curl", [
+        "-sS",
+        "--max-time",
+        "20",
+        "--socks5-hostname",
+        `127.0.0.1:${dport}`,
+        `http://localhost:${web.addr.port}/`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "hello through putty's socks\n");
+    });
+
+    await t.step("-A: the remote ssh-add -l lists our agent's key", async () => {
+      const fp = await userKeyFingerprint(s);
+      await tm.type("ssh-add -l | sed 's/^/agent: /'\r");
+      await tm.waitForScreen(new RegExp(`^agent: 256 ${literal(fp)} pk-test \\(ED25519\\)$`, "m"));
+    });
+
+    await t.step("the session ends normally", async () => {
+      await tm.type("exit\r");
+      assert.equal(await exitLine(dir), "EXIT=0");
+      await assertRestored(tm, dir);
+    });
+  } finally {
+    await tm.stop();
+    echo.close();
+    await web.shutdown();
+    await agent.stop();
+    await s.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
 
 Deno.test("putty -sessionlog: the session's output after PuTTY's header", opts, async () => {
   const s = await startSshd();
