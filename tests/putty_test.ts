@@ -1,8 +1,9 @@
 /**
  * putty, used as a person would: run in a terminal (tmux), against OpenSSH on loopback, by
  * typing and reading the screen. Checks the pty (type, size, modes), resizing, UTF-8 both ways,
- * the exit status, the local terminal restored (normal exit, SIGTERM, lost connection), and
- * putty as a sharing upstream that waits for its downstreams.
+ * the exit status, the local terminal restored (normal exit, SIGTERM, lost connection), putty
+ * as a sharing upstream (for plink, pscp and psftp) that waits for its downstreams, -L/-R/-D/-A
+ * forwarding, and -load of a saved session.
  */
 
 import assert from "node:assert/strict";
@@ -557,6 +558,58 @@ Deno.test("putty -R, -D and -A in one session", opts, async (t) => {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test(
+  "putty -load: a saved session's host, port, user, key and terminal type",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const dir = await Deno.makeTempDir({ prefix: "pk-putty-" });
+    // Written as PuTTY writes it: the name's unsafe bytes (the spaces) as %XX, Key=Value lines.
+    // Without Protocol=ssh PuTTY would ignore PortNumber; the host key is pinned in the session.
+    const sessions = join(s.env.PUTTYDIR, "sessions");
+    await Deno.mkdir(sessions, { recursive: true });
+    await Deno.writeTextFile(
+      join(sessions, "pk%20load%20test"),
+      [
+        `HostName=${s.host}`,
+        "Protocol=ssh",
+        `PortNumber=${s.port}`,
+        `UserName=${s.user}`,
+        `PublicKeyFile=${s.userKeyPpk}`,
+        "TryAgent=0",
+        "TerminalType=vt100",
+        `SSHManualHostKeys=${s.hostKeyFingerprint}`,
+      ].join("\n") + "\n",
+    );
+    // The local terminal says xterm-256color: the remote vt100 can only come from the session.
+    const tm = await puttyInPane(
+      s,
+      dir,
+      ["-batch", "-load", "pk load test"],
+      "export TERM=xterm-256color",
+    );
+    try {
+      await shellReady(tm);
+      await tm.type(`echo "term=$TERM user=$(id -un)"\r`);
+      await tm.waitForScreen(new RegExp(`^term=vt100 user=${s.user}$`, "m"));
+      await tm.type("exit 4\r");
+      assert.equal(await exitLine(dir), "EXIT=4");
+      await assertRestored(tm, dir);
+      const fp = await userKeyFingerprint(s);
+      assert.equal(await s.authCount(), 1);
+      assert.match(
+        await s.log(),
+        new RegExp(`^Accepted publickey for ${s.user} from .* ED25519 ${literal(fp)}$`, "m"),
+        "logged in with the session's key",
+      );
+    } finally {
+      await tm.stop();
+      await s.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);
 
 Deno.test("putty -sessionlog: the session's output after PuTTY's header", opts, async () => {
   const s = await startSshd();
