@@ -237,16 +237,13 @@ async function connectDirect(
         "SSH protocol version 1 required by our configuration but not provided by remote",
       );
     }
-    const auth = await prepareAuth(cfg, ui);
     const transport = await openTransport({
       host: cfg.host,
       port: cfg.port,
-      user: auth.user,
       addressFamily: cfg.addressFamily,
       compression: cfg.compression,
-      key: auth.key,
+      credentials: () => prepareAuth(cfg, ui),
       password: cfg.password,
-      agentSocket: auth.agentSocket,
       batch: cfg.batch,
       verifyHostKey: verifierFor(cfg, ui),
       hostKeyAlgorithms: hostKeyAlgorithms(cfg),

@@ -133,7 +133,7 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
         [["-4", "::1"], /::1: Address family for hostname not supported$/],
         [["-6", "no-such-host.invalid"], /no-such-host\.invalid: Host does not exist$/],
         [
-          ["-i", "/etc", "-P", String(s.port), "127.0.0.1"],
+          ["-hostkey", s.hostKeyFingerprint, "-i", "/etc", "-P", String(s.port), "127.0.0.1"],
           /^FATAL ERROR: Unable to load key file "\/etc" \(Is a directory\)$/,
         ],
       ];
@@ -265,7 +265,16 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
     await t.step("a missing key file", async () => {
       const r = await runOurs(
         "plink",
-        ["-batch", "-i", "/nonexistent/key.ppk", ...target, "true"],
+        // As in PuTTY, key files are read once the host key is accepted.
+        [
+          "-batch",
+          "-hostkey",
+          s.hostKeyFingerprint,
+          "-i",
+          "/nonexistent/key.ppk",
+          ...target,
+          "true",
+        ],
         {
           env,
         },

@@ -888,6 +888,54 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "psftp and plink ask as PuTTY's do: about the host key, then login as:",
+  opts,
+  async () => {
+    const s = await startSshd();
+    try {
+      // Nothing is asked before the connection is up: a dead port is the error, as with PuTTY.
+      const closed = ["-batch", "-P", "1", "127.0.0.1"];
+      const ours = await runOurs("psftp", closed, { env: envFor(s), stdin: "" });
+      const real = await runReal("psftp", closed, { env: envFor(s), stdin: "" });
+      assert.equal(ours.code, 1);
+      assert.equal(ours.stderr, real.stderr);
+      assert.equal(ours.stderr, "FATAL ERROR: Connection refused\n");
+
+      for (const tool of ["psftp", "plink"]) {
+        // A PuTTY directory of its own: the host key is new to each tool.
+        const env = { ...envFor(s), PUTTYDIR: await Deno.makeTempDir({ prefix: "pk-order-" }) };
+        const asked: string[] = [];
+        const args = ["-i", s.userKeyPpk, "-P", String(s.port), s.host];
+        const cmd = ourShellCommand(tool, tool === "plink" ? [...args, "echo in-$((6*7))"] : args);
+        const r = await runOnPty(cmd, (screen) => {
+          if (asked.length === 0 && /Store key in cache\? \(y\/n.*\) $/.test(screen)) {
+            asked.push("host key");
+            return "y\r";
+          }
+          if (asked.length === 1 && screen.endsWith("login as: ")) {
+            asked.push("login as");
+            return `${s.user}\r`;
+          }
+          if (asked.length === 2 && screen.endsWith("psftp> ")) {
+            asked.push("prompt");
+            return "quit\r";
+          }
+          return undefined;
+        }, { env, timeoutMs: 20000 });
+        await Deno.remove(env.PUTTYDIR, { recursive: true });
+        // PuTTY's plink takes the local user name (get_username()); psftp asks for one.
+        const expected = tool === "psftp" ? ["host key", "login as"] : ["host key"];
+        assert.deepEqual(asked.slice(0, 2), expected, `${tool}: ${r.stdout}`);
+        assert.equal(r.code, 0, r.stdout);
+        if (tool === "plink") assert.match(r.stdout, /in-42/);
+      }
+    } finally {
+      await s.stop();
+    }
+  },
+);
+
 Deno.test("psftp: the ! command runs a local shell command", opts, async () => {
   const s = await startSshd();
   try {

@@ -57,7 +57,7 @@ Deno.test(
         try {
           const ch = await conn.openSession();
           assert.ok(await ch.exec(`echo ${n}`), `session ${n}: exec refused`);
-          const out = await new Response(ch.stdout).text();
+          const out = await new Response(ch.stdout.stream).text();
           await ch.closed;
           assert.equal(out, `${n}\n`, `session ${n}: output`);
           assert.deepEqual(ch.exit, { code: 0 }, `session ${n}: exit status`);

@@ -38,7 +38,7 @@ Deno.test("raw connection layer through ssh2: exec, data both ways, exit status"
     const t = await openTransport({
       host: server.host,
       port: server.port,
-      user: server.user,
+      credentials: () => Promise.resolve({ user: server.user }),
       password: server.password,
       addressFamily: "any",
       compression: false,
@@ -51,7 +51,7 @@ Deno.test("raw connection layer through ssh2: exec, data both ways, exit status"
     const conn = new SshConnection(t.port, DIRECT_LIMITS);
     const ch = await conn.openSession();
     assert.ok(await ch.exec("tr a-z A-Z; exit 4"));
-    const out = new Response(ch.stdout).text();
+    const out = new Response(ch.stdout.stream).text();
     await ch.write(new TextEncoder().encode("hello through ssh2\n"));
     ch.eof();
     assert.equal(await out, "HELLO THROUGH SSH2\n");

@@ -10,6 +10,7 @@
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
 import { osErrorText } from "../os_error.ts";
+import { after } from "../timer.ts";
 import { type PacketHandlers, PacketInbox, type PacketPort } from "./packet_port.ts";
 import {
   Client,
@@ -25,7 +26,7 @@ import { VERSION } from "../version.ts";
 import type { Duplex } from "node:stream";
 import { openProxied, type ProxyConfig, ProxyError, proxyFor } from "./proxy.ts";
 
-export /** What ssh2's "handshake" event reports. */
+/** What ssh2's "handshake" event reports. */
 interface Negotiated {
   kex: string;
   serverHostKey: string;
@@ -33,18 +34,27 @@ interface Negotiated {
   sc: { cipher: string; mac: string; compress: string };
 }
 
-interface TransportOptions {
-  host: string;
-  port: number;
+/** Who we log in as and with what, worked out once the server's host key is accepted. */
+export interface Credentials {
   user: string;
-  addressFamily: "any" | "ipv4" | "ipv6";
-  compression: boolean;
-  /** -i key, already read (and decrypted where we had to). */
+  /** -i key, read (and decrypted where we had to). */
   key?: LoadedKey;
-  /** -pw: used once, for the first password or keyboard-interactive prompt. */
-  password?: string;
   /** ssh-agent socket to authenticate with (SSH_AUTH_SOCK), if TryAgent. */
   agentSocket?: string;
+}
+
+export interface TransportOptions {
+  host: string;
+  port: number;
+  addressFamily: "any" | "ipv4" | "ipv6";
+  compression: boolean;
+  /**
+   * Called once, when authentication starts: as in PuTTY, "login as:" and a key's passphrase
+   * are asked for after the connection is up and its host key accepted. Throws to give up.
+   */
+  credentials(): Promise<Credentials>;
+  /** -pw: used once, for the first password or keyboard-interactive prompt. */
+  password?: string;
   batch: boolean;
   /** Decides about the server's host key; throws (with the message to show) to refuse it. */
   verifyHostKey(blob: Uint8Array): Promise<void>;
@@ -209,7 +219,10 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
    * server accepts one that doesn't, authentication was trivial.
    */
   let proving = false;
-  const username = opts.user;
+  let creds: Credentials | undefined;
+  /** Gives up on a server that hasn't shown its host key in time (see start()). */
+  let stopWaiting = () => {};
+  let username = "";
 
   const askPassword = async (): Promise<string | undefined> => {
     if (opts.password !== undefined && !passwordUsed) {
@@ -234,25 +247,29 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
   ) => {
     const allowed = (m: string) => methodsLeft === null || methodsLeft.includes(m);
     (async (): Promise<AuthMethod | false> => {
+      if (!creds) {
+        creds = await opts.credentials();
+        username = creds.user;
+      }
       if (methodsLeft === null) {
         proving = false;
         return { type: "none", username };
       }
-      if (allowed("publickey") && opts.agentSocket && !agentTried) {
+      if (allowed("publickey") && creds.agentSocket && !agentTried) {
         agentTried = true;
         opts.log("Trying authentication with the SSH agent");
         proving = true; // a signature is made only for a key the server will take
-        return { type: "agent", username, agent: opts.agentSocket };
+        return { type: "agent", username, agent: creds.agentSocket };
       }
-      if (allowed("publickey") && opts.key && !keyTried) {
+      if (allowed("publickey") && creds.key && !keyTried) {
         keyTried = true;
-        opts.log(`Trying public key authentication with "${opts.key.comment}"`);
+        opts.log(`Trying public key authentication with "${creds.key.comment}"`);
         let key;
         try {
-          key = parsePrivateKey(opts.key.key, opts.key.passphrase);
+          key = parsePrivateKey(creds.key.key, creds.key.passphrase);
         } catch (e) {
           failure = new TransportError(
-            `Unable to use key file "${opts.key.comment}" (${e instanceof Error ? e.message : e})`,
+            `Unable to use key file "${creds.key.comment}" (${e instanceof Error ? e.message : e})`,
             "auth",
           );
           return false;
@@ -326,6 +343,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
     let port: Ssh2Port | undefined;
     let settled = false;
     const fail = (err: TransportError) => {
+      stopWaiting();
       if (settled) return;
       settled = true;
       try {
@@ -397,16 +415,23 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
 
     const start = (sock?: Duplex) => {
       if (!sock) opts.log(`Connecting to ${opts.host} port ${opts.port}`);
+      stopWaiting = after(opts.readyTimeoutMs ?? 60000, () => {
+        fail(new TransportError("Timed out while waiting for handshake", "network"));
+        client.end();
+      });
       client.connect({
         ...(sock ? { sock } : { host: opts.host, port: opts.port }),
         username,
         forceIPv4: opts.addressFamily === "ipv4",
         forceIPv6: opts.addressFamily === "ipv6",
-        readyTimeout: opts.readyTimeoutMs ?? 60000,
+        // Not ssh2's timer, which runs until authentication has succeeded and so would cut
+        // short a user at a prompt: ours stops once the server has shown its host key.
+        readyTimeout: 0,
         keepaliveInterval: 0,
         ident: `puttykit_${VERSION}`,
         authHandler,
         hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+          stopWaiting();
           opts.verifyHostKey(new Uint8Array(key)).then(
             () => verify(true),
             (e) => {
