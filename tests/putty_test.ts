@@ -621,7 +621,8 @@ Deno.test("putty -sessionlog: the session's output after PuTTY's header", opts, 
     await tm.type("echo logged-$((6*7))\r");
     await tm.waitForScreen(/^logged-42$/m);
     // What is typed reaches the log only as the server's echo: with echo off, not at all.
-    await tm.type("stty -echo; read x; stty echo; echo got-$x\r");
+    await tm.type("stty -echo; echo echo-$((2+3)); read x; stty echo; echo got-$x\r");
+    await tm.waitForScreen(/^echo-5$/m); // echo is off from here on
     await tm.type("unechoed-input\r");
     await tm.waitForScreen(/^got-unechoed-input$/m);
     await tm.type("exit\r");
