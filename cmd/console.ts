@@ -19,6 +19,7 @@ import {
 } from "../lib/connect.ts";
 import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
 import { chunksOf } from "../lib/remote_session.ts";
+import { delay } from "../lib/timer.ts";
 import { VERSION } from "../lib/version.ts";
 
 const enc = new TextEncoder();
@@ -116,19 +117,35 @@ export async function readTtyLine(prompt: string, echo: boolean): Promise<string
     writeErr(prompt);
     return await readStdinLine();
   }
+  let line: string | undefined | typeof INTERRUPTED;
   try {
     // Echo goes off before the prompt appears, so a quick typist's secret is never echoed.
     if (!echo) tty.setRaw(true);
     try {
       // Raw mode also stops the terminal turning "\n" into "\r\n".
       tty.writeSync(enc.encode(echo ? prompt : prompt.replace(/\r?\n/g, "\r\n")));
-      return echo ? await readEchoedLine(tty) : await readSecretLine(tty);
+      line = echo ? await readEchoedLine(tty) : await readSecretLine(tty);
     } finally {
       if (!echo) tty.setRaw(false);
     }
   } finally {
     tty.close();
   }
+  if (line === INTERRUPTED) return await interrupted();
+  return line;
+}
+
+/** ^C typed at a secret prompt (raw mode, so no signal was sent). */
+const INTERRUPTED = Symbol("interrupted");
+
+/**
+ * What ^C does at PuTTY's prompts, where the terminal still sends signals: a SIGINT, handled as
+ * any other (clean-up, exit 130). Our terminal is back in cooked mode by now.
+ */
+async function interrupted(): Promise<never> {
+  Deno.kill(Deno.pid, "SIGINT");
+  await delay(1000); // the signal's handler, or its default action, ends us first
+  Deno.exit(130);
 }
 
 async function readEchoedLine(tty: Deno.FsFile): Promise<string | undefined> {
@@ -143,8 +160,8 @@ async function readEchoedLine(tty: Deno.FsFile): Promise<string | undefined> {
   }
 }
 
-/** Reads a line in raw mode, doing backspace, ^U and ^C/^D ourselves. */
-async function readSecretLine(tty: Deno.FsFile): Promise<string | undefined> {
+/** Reads a line in raw mode, doing backspace, ^U, ^C and ^D ourselves. */
+async function readSecretLine(tty: Deno.FsFile): Promise<string | undefined | typeof INTERRUPTED> {
   const bytes: number[] = [];
   const b = new Uint8Array(1);
   for (;;) {
@@ -154,7 +171,7 @@ async function readSecretLine(tty: Deno.FsFile): Promise<string | undefined> {
     if (c === 13 || c === 10) break;
     if (c === 3 || c === 4) {
       tty.writeSync(enc.encode("\r\n"));
-      return undefined;
+      return c === 3 ? INTERRUPTED : undefined;
     }
     if (c === 127 || c === 8) bytes.pop();
     else if (c === 21) bytes.length = 0;

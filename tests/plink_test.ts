@@ -177,6 +177,23 @@ Deno.test("plink against OpenSSH", opts, async (t) => {
         assert.match(r.stdout, /logged-in/);
         assert.ok(!r.stdout.includes(s.password!), "the password was not echoed");
         assert.equal(r.code, 0);
+
+        // ^C at the prompt interrupts, as it does PuTTY's: status 130, the terminal restored.
+        let interrupted = false;
+        const c = await runOnPty(
+          `(${cmd}); echo EXIT=$?; stty -a | grep -o -- '-\\?echo\\b'`,
+          (screen) => {
+            if (
+              interrupted || !screen.endsWith(`${s.user}@${s.host}'s password: `)
+            ) return undefined;
+            interrupted = true;
+            return "\x03";
+          },
+          { env },
+        );
+        assert.ok(interrupted, c.stdout);
+        assert.match(c.stdout, /EXIT=130\r?\necho\r?\n/);
+        assert.doesNotMatch(c.stdout, /Access denied/);
       });
     }
 
