@@ -7,7 +7,8 @@
  *   deno task bench --only=latency,memory --runs=50
  *   deno task bench --markdown=out.md   also write the tables as Markdown (for the README)
  *   deno task bench:transfer            = bench --only=transfer (likewise bench:forward, and
- *                                         bench:share = --only=latency --runs=50)
+ *                                         bench:share, scripts/bench_share.ts, is the latency
+ *                                         section with 50 runs)
  *
  * A section is one file in scripts/bench/ (see Section in scripts/bench_lib.ts); add it below.
  */
