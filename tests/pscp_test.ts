@@ -492,27 +492,43 @@ Deno.test("pscp falls back to SCP when the server has no SFTP subsystem", opts, 
   });
 });
 
-Deno.test("pscp: statistics line on a terminal, none when piped or with -q", opts, async () => {
-  await withServer(async (s, local) => {
-    const file = join(local, "stats.bin");
-    await makeBigFile(file, 3);
-    const remote = await s.userDir("stats");
-    const args = [...authArgs(s), file, at(s, remote)];
-    const tty = await runOnPty(ourShellCommand("pscp", args), () => undefined, { env: s.env });
-    assert.equal(tty.code, 0, tty.stdout);
-    assert.match(
-      tty.stdout,
-      /\rstats\.bin {17}\| 3072 kB \| +\d+\.\d kB\/s \| ETA: 00:00:00 \| 100%/,
-    );
-    const quiet = await runOnPty(ourShellCommand("pscp", ["-q", ...args]), () => undefined, {
-      env: s.env,
+Deno.test(
+  "pscp: statistics line on a terminal (up and down), none when piped or with -q",
+  opts,
+  async () => {
+    await withServer(async (s, local) => {
+      const file = join(local, "stats.bin");
+      await makeBigFile(file, 3);
+      const remote = await s.userDir("stats");
+      const args = [...authArgs(s), file, at(s, remote)];
+      const tty = await runOnPty(ourShellCommand("pscp", args), () => undefined, { env: s.env });
+      assert.equal(tty.code, 0, tty.stdout);
+      assert.match(
+        tty.stdout,
+        /\rstats\.bin {17}\| 3072 kB \| +\d+\.\d kB\/s \| ETA: 00:00:00 \| 100%/,
+      );
+      const quiet = await runOnPty(ourShellCommand("pscp", ["-q", ...args]), () => undefined, {
+        env: s.env,
+      });
+      assert.doesNotMatch(quiet.stdout, /kB\/s/);
+      const piped = await pscp("ours", s, [file, at(s, remote)]);
+      assert.equal(piped.code, 0);
+      assert.equal(piped.stdout, "");
+      // Downloads too, in both protocols.
+      for (const proto of ["-sftp", "-scp"]) {
+        const down = join(local, `down${proto}`);
+        const get = [...authArgs(s), proto, at(s, `${remote}/stats.bin`), down];
+        const r = await runOnPty(ourShellCommand("pscp", get), () => undefined, { env: s.env });
+        assert.equal(r.code, 0, r.stdout);
+        // Named after the local file, as PuTTY's pscp does.
+        const name = `down${proto}`.padEnd(25);
+        assert.ok(r.stdout.includes(`\r${name} | 3072 kB | `), r.stdout);
+        assert.match(r.stdout, /kB\/s \| ETA: 00:00:00 \| 100%\r?\n/);
+        assert.equal((await Deno.stat(down)).size, 3 << 20);
+      }
     });
-    assert.doesNotMatch(quiet.stdout, /kB\/s/);
-    const piped = await pscp("ours", s, [file, at(s, remote)]);
-    assert.equal(piped.code, 0);
-    assert.equal(piped.stdout, "");
-  });
-});
+  },
+);
 
 Deno.test(
   "pscp: a server dying mid-transfer leaves no partial file under the target name",
@@ -706,6 +722,18 @@ Deno.test(
           assert.equal(await s.authCount(), 1);
           // pscp never becomes an upstream: the upstream still serves others afterwards.
           assert.ok(await upstreamExists(upstreamId(s)));
+          // -noshare (last wins, as in PuTTY) ignores the live upstream: a login of its own.
+          const own = await pscp("ours", s, [
+            "-share",
+            "-noshare",
+            "-v",
+            "-q",
+            file,
+            at(s, remote),
+          ]);
+          assert.equal(own.code, 0, own.stderr);
+          assert.doesNotMatch(own.stderr, /shared connection/);
+          assert.equal(await s.authCount(), 2);
         } finally {
           await stopUpstream(up);
           await s.stop();

@@ -401,6 +401,37 @@ function temporaries(dir: string): string[] {
 Deno.test("psftp batch mode against OpenSSH", opts, async (t) => {
   const s = await startSshd();
   try {
+    await t.step("a 200 MB file up and back down, by checksum", async () => {
+      const remote = await s.userDir("big-roundtrip");
+      const local = localDir(s, "big-roundtrip");
+      const big = join(local, "big.bin");
+      const made = await new Deno.Command("sh", {
+        args: ["-c", `head -c 209715200 /dev/urandom > '${big}'`],
+      }).output();
+      assert.ok(made.success);
+      const r = await batch(
+        "ours",
+        s,
+        [
+          `lcd ${quoteWord(local)}`,
+          `cd ${quoteWord(remote)}`,
+          "put big.bin",
+          "get big.bin back.bin",
+        ]
+          .join("\n") + "\n",
+      );
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const sum = async (path: string) => {
+        const out = await new Deno.Command("sha256sum", { args: [path], stdout: "piped" }).output();
+        return new TextDecoder().decode(out.stdout).split(" ")[0];
+      };
+      const want = await sum(big);
+      assert.equal(await sum(join(remote, "big.bin")), want, "uploaded intact");
+      assert.equal(await sum(join(local, "back.bin")), want, "downloaded intact");
+      await Deno.remove(big);
+      await Deno.remove(join(local, "back.bin"));
+    });
+
     await t.step("upload and download a tree with odd names; ls; chmod", async () => {
       const remote = await s.userDir("tree-roundtrip");
       const local = localDir(s, "tree-roundtrip");
