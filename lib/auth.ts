@@ -31,7 +31,15 @@ export interface PreparedAuth {
   agentSocket?: string;
 }
 
-export async function prepareAuth(cfg: PuttyConfig, ui: Interaction): Promise<PreparedAuth> {
+/**
+ * `interactive` (psftp, putty, plink without a command): the user name is announced on stderr,
+ * as PuTTY does for interactive sessions; otherwise it is an event-log (-v) line.
+ */
+export async function prepareAuth(
+  cfg: PuttyConfig,
+  ui: Interaction,
+  interactive = false,
+): Promise<PreparedAuth> {
   let user = cfg.user;
   if (!user) {
     if (cfg.batch) {
@@ -40,7 +48,9 @@ export async function prepareAuth(cfg: PuttyConfig, ui: Interaction): Promise<Pr
     user = await ui.prompt("login as: ", true);
     if (!user) throw new TransportError("No user name given", "auth");
   }
-  ui.log(`Using username "${user}".`);
+  // PuTTY writes this line with "\r\n" (warn adds the "\n").
+  if (interactive) ui.warn(`Using username "${user}".\r`);
+  else ui.log(`Using username "${user}".`);
   if (cfg.certFile) {
     ui.warn(`Certificates are not supported by puttykit; not using "${cfg.certFile}"`);
   }

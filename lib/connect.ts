@@ -242,7 +242,7 @@ async function connectDirect(
       port: cfg.port,
       addressFamily: cfg.addressFamily,
       compression: cfg.compression,
-      credentials: () => prepareAuth(cfg, ui),
+      credentials: () => prepareAuth(cfg, ui, opts.interactive),
       password: cfg.password,
       batch: cfg.batch,
       verifyHostKey: verifierFor(cfg, ui),

@@ -384,6 +384,11 @@ async function batch(
   return which === "ours" ? await runOurs("psftp", args, opts) : await runReal("psftp", args, opts);
 }
 
+/** What PuTTY's psftp says on stderr once connected (psftp is an interactive tool to PuTTY). */
+function usingUser(s: Sshd): string {
+  return `Using username "${s.user}".\n`;
+}
+
 /** A fresh local directory. */
 function localDir(s: Sshd, name: string): string {
   const dir = join(s.dir, "local", name);
@@ -453,7 +458,7 @@ Deno.test("psftp batch mode against OpenSSH", opts, async (t) => {
         ].join("\n") + "\n",
       );
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.equal(r.stderr, "");
+      assert.equal(r.stderr, usingUser(s), "nothing but what PuTTY's psftp says too");
       const tree = await snapshot(join(local, "tree"));
       // chmod changed the remote copies; the downloads brought the new modes back.
       const remoteTree = await snapshot(join(remote, "tree"));
@@ -751,7 +756,7 @@ Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts
             () => growing(local),
           );
           assert.equal(r.code, 1, r.stdout + r.stderr);
-          assert.match(r.stderr, /^FATAL ERROR: .+\n$/);
+          assert.match(r.stderr.replace(usingUser(s), ""), /^FATAL ERROR: .+\n$/);
           assert.match(r.stdout, /remote:.*huge\.bin => local:/);
           assert.deepEqual(temporaries(local), [], "the temporary file was removed");
         }
@@ -806,7 +811,7 @@ Deno.test("psftp: a server dropping mid-transfer leaves no partial target", opts
           () => growing(remote),
         );
         assert.equal(r.code, 1, r.stdout + r.stderr);
-        assert.match(r.stderr, /^FATAL ERROR: .+\n$/);
+        assert.match(r.stderr.replace(usingUser(s), ""), /^FATAL ERROR: .+\n$/);
       }
       assert.equal(await Deno.readTextFile(join(remote, "old.bin")), "old contents\n");
       assert.throws(() => Deno.statSync(join(remote, "new.bin")), Deno.errors.NotFound);
