@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { type Sshd, startSshd } from "../tests/fixtures/sshd.ts";
 import { DENO, MOD } from "../tests/fixtures/tools.ts";
+import { DENO_RUN_FLAGS } from "./deno_flags.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
 import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
@@ -161,7 +162,8 @@ export class BenchContext {
 
   /** Our plink (or pscp, psftp), run the way scripts/install.sh's wrappers run it. */
   ours(args: string[], tool: "plink" | "pscp" | "psftp" = "plink"): Cmd {
-    return { cmd: DENO, args: ["run", "-A", "--quiet", MOD, tool, ...args] };
+    // As scripts/install.sh's wrappers run them.
+    return { cmd: DENO, args: ["run", "-A", "--quiet", ...DENO_RUN_FLAGS, MOD, tool, ...args] };
   }
 
   /** PuTTY 0.78's plink (or pscp, psftp) from putty-tools. */

@@ -8,13 +8,22 @@
 
 import { fileURLToPath } from "node:url";
 import { TOOLS } from "../lib/dispatch.ts";
+import { DENO_RUN_FLAGS } from "./deno_flags.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const dist = `${root}dist`;
 await Deno.mkdir(dist, { recursive: true });
 const target = Deno.args[0] ? ["--target", Deno.args[0]] : [];
 const out = await new Deno.Command(Deno.execPath(), {
-  args: ["compile", "-A", ...target, "--output", `${dist}/puttykit`, `${root}mod.ts`],
+  args: [
+    "compile",
+    "-A",
+    ...DENO_RUN_FLAGS,
+    ...target,
+    "--output",
+    `${dist}/puttykit`,
+    `${root}mod.ts`,
+  ],
   stdout: "inherit",
   stderr: "inherit",
 }).output();

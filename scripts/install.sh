@@ -10,11 +10,13 @@ if [ -z "$deno_bin" ]; then
   echo "install.sh: deno not found on PATH (npx -y deno@2.9.6 can run it; or install it)" >&2
   exit 1
 fi
+# The flags of scripts/deno_flags.ts (keep in step).
+flags="--v8-flags=--max-semi-space-size=1"
 mkdir -p "$dest"
 for tool in plink pscp psftp putty; do
   cat > "$dest/$tool" <<WRAP
 #!/usr/bin/env bash
-exec -a $tool "$deno_bin" run -A --quiet "$here/mod.ts" "\$@"
+exec -a $tool "$deno_bin" run -A --quiet $flags "$here/mod.ts" "\$@"
 WRAP
   chmod 755 "$dest/$tool"
 done

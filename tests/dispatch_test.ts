@@ -40,3 +40,23 @@ Deno.test("unknown tool names print usage and fail", () => {
   assert.equal(out.code, 1);
   assert.match(new TextDecoder().decode(out.stderr), /Usage: puttykit <tool>/);
 });
+
+Deno.test("scripts/install.sh: wrappers named after the tools reach them by argv[0]", async () => {
+  const dest = await Deno.makeTempDir({ prefix: "pk-install-" });
+  try {
+    const root = new URL("..", import.meta.url).pathname;
+    const path = `${DENO.slice(0, DENO.lastIndexOf("/"))}:${Deno.env.get("PATH") ?? ""}`;
+    const install = new Deno.Command("bash", {
+      args: [`${root}scripts/install.sh`, dest],
+      env: { PATH: path },
+    }).outputSync();
+    assert.equal(install.code, 0, new TextDecoder().decode(install.stderr));
+    for (const tool of ["plink", "pscp", "psftp", "putty"]) {
+      const out = new Deno.Command(`${dest}/${tool}`, { args: ["-V"] }).outputSync();
+      assert.equal(out.code, 0, tool);
+      assert.match(new TextDecoder().decode(out.stdout), new RegExp(`^${tool}: puttykit \\d`));
+    }
+  } finally {
+    await Deno.remove(dest, { recursive: true });
+  }
+});
