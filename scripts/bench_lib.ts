@@ -13,9 +13,10 @@
  */
 
 import { join } from "node:path";
-import { type Sshd, startSshd } from "../tests/fixtures/sshd.ts";
+import { descendants, type Sshd, startSshd } from "../tests/fixtures/sshd.ts";
 import { DENO, MOD } from "../tests/fixtures/tools.ts";
 import { DENO_RUN_FLAGS } from "./deno_flags.ts";
+import { after } from "../lib/timer.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
 import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
@@ -73,6 +74,9 @@ export interface Timing {
   peakRssMiB?: number;
 }
 
+/** The longest one timed run may take (see BenchContext.stopped); PK_BENCH_RUN_LIMIT_S sets it. */
+const RUN_LIMIT_MS = 1000 * Number(Deno.env.get("PK_BENCH_RUN_LIMIT_S") || 60);
+
 /** GNU time, which reports a finished command's peak RSS (Debian package "time"). */
 const GNU_TIME = "/usr/bin/time";
 const haveGnuTime = Deno.stat(GNU_TIME).then((s) => s.isFile, () => false);
@@ -124,6 +128,12 @@ export class BenchContext {
   readonly sshOpts: string[];
   private readonly ctlPath: string;
   private readonly running = new Set<Running>();
+  /**
+   * Runs stopped at RUN_LIMIT_MS, for the notes under the section's tables: a tool that gets
+   * stuck (PuTTY 0.78's pscp uploading over SFTP to OpenSSH's internal-sftp has crawled at a
+   * fraction of a MiB/s here, once) must not hold up the whole benchmark.
+   */
+  readonly stopped: string[] = [];
 
   constructor(readonly sshd: Sshd, readonly opts: BenchOptions) {
     const s = sshd;
@@ -229,14 +239,31 @@ export class BenchContext {
       : [c.cmd, c.args];
     try {
       const t0 = performance.now();
-      const out = await new Deno.Command(cmd, {
+      const child = new Deno.Command(cmd, {
         args,
         env: this.env,
         stdin: "null",
         stdout: "null",
         stderr: "piped",
-      }).output();
+      }).spawn();
+      let stopped = false;
+      const cancel = after(RUN_LIMIT_MS, () => {
+        stopped = true;
+        // The tool itself too, under GNU time.
+        for (const pid of [...descendants(child.pid), child.pid]) {
+          try {
+            Deno.kill(pid, "SIGKILL");
+          } catch { /* gone */ }
+        }
+      });
+      const out = await child.output();
+      cancel();
       const ms = performance.now() - t0;
+      if (stopped) {
+        // Counted at the limit: slower than that, by how much unknown.
+        this.stopped.push(label);
+        return { ms };
+      }
       if (!out.success) {
         throw new Error(`${label}: exit ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
       }
@@ -462,6 +489,15 @@ export function parseFlags(argv: string[]): Flags {
  * Runs `sections` against one fresh sshd and prints every table as it is ready; with --markdown
  * also the whole set as Markdown (for the README). Exits non-zero if any section failed.
  */
+/** "<label>: 2 runs stopped at the 60 s limit", once per label. */
+function stoppedNotes(labels: string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+  return [...counts].map(([label, n]) =>
+    `${label}: ${n === 1 ? "a run" : `${n} runs`} stopped at the ${RUN_LIMIT_MS / 1000} s limit`
+  );
+}
+
 export async function runBench(sections: Section[], argv: string[]): Promise<void> {
   let flags: Flags;
   try {
@@ -489,9 +525,13 @@ export async function runBench(sections: Section[], argv: string[]): Promise<voi
   try {
     // Deno's module cache and the server's first-login costs, before anything is timed.
     await ctx.time("warm-up", ctx.ours([...ctx.auth, ...ctx.target, "true"]), 2);
+    ctx.stopped.length = 0;
     for (const section of chosen) {
       try {
-        for (const t of await section.run(ctx)) {
+        const tables = await section.run(ctx);
+        const stopped = stoppedNotes(ctx.stopped.splice(0));
+        for (const t of tables) {
+          t.notes.push(...stopped);
           console.log(textTable(t) + "\n");
           done.push(t);
         }

@@ -62,3 +62,27 @@ Deno.test("deno task bench --quick runs every section", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a run over the time limit is stopped and noted, not waited for", async () => {
+  const t0 = performance.now();
+  const out = await new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      fileURLToPath(new URL("../scripts/bench.ts", import.meta.url)),
+      "--quick",
+      "--runs=2",
+      "--only=latency",
+    ],
+    // No command gets through in 50 ms: every timed run of the section is cut short.
+    env: { PK_BENCH_RUN_LIMIT_S: "0.05" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  assert.match(text, /ours direct: 2 runs stopped at the 0\.05 s limit/);
+  assert.match(text, /real direct: 2 runs stopped at the 0\.05 s limit/);
+  assert.doesNotMatch(text, /warm-up/);
+  assert.ok(performance.now() - t0 < 60000, "done well within a minute");
+});
