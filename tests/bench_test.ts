@@ -8,22 +8,21 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { DENO } from "./fixtures/tools.ts";
 
+/** scripts/bench.ts with `args`, to completion. */
+function bench(args: string[], env?: Record<string, string>) {
+  return new Deno.Command(DENO, {
+    args: ["run", "-A", fileURLToPath(new URL("../scripts/bench.ts", import.meta.url)), ...args],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
 Deno.test("deno task bench --quick runs every section", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const md = join(dir, "bench.md");
-    const out = await new Deno.Command(DENO, {
-      args: [
-        "run",
-        "-A",
-        fileURLToPath(new URL("../scripts/bench.ts", import.meta.url)),
-        "--quick",
-        "--runs=2",
-        `--markdown=${md}`,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const out = await bench(["--quick", "--runs=2", `--markdown=${md}`]);
     const text = new TextDecoder().decode(out.stdout);
     assert.ok(out.success, new TextDecoder().decode(out.stderr));
     for (
@@ -65,20 +64,10 @@ Deno.test("deno task bench --quick runs every section", async () => {
 
 Deno.test("a run over the time limit is stopped and noted, not waited for", async () => {
   const t0 = performance.now();
-  const out = await new Deno.Command(DENO, {
-    args: [
-      "run",
-      "-A",
-      fileURLToPath(new URL("../scripts/bench.ts", import.meta.url)),
-      "--quick",
-      "--runs=2",
-      "--only=latency",
-    ],
-    // No command gets through in 50 ms: every timed run of the section is cut short.
-    env: { PK_BENCH_RUN_LIMIT_S: "0.05" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  // No command gets through in 50 ms: every timed run of the section is cut short.
+  const out = await bench(["--quick", "--runs=2", "--only=latency"], {
+    PK_BENCH_RUN_LIMIT_S: "0.05",
+  });
   const text = new TextDecoder().decode(out.stdout);
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   assert.match(text, /ours direct: 2 runs stopped at the 0\.05 s limit/);
