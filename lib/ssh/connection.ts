@@ -385,6 +385,9 @@ export interface ChunkSource extends AsyncIterable<Uint8Array> {
   readonly stream: ReadableStream<Uint8Array>;
 }
 
+/** Most bytes one read() joins together. */
+const COALESCE = 256 * 1024;
+
 /** The queue behind a ChunkSource, crediting the channel window as the reader takes chunks. */
 class InboundData implements ChunkSource {
   private queue: Uint8Array[] = [];
@@ -396,9 +399,28 @@ class InboundData implements ChunkSource {
 
   constructor(private readonly credit: (n: number) => void) {}
 
+  /**
+   * Chunks that have piled up come as one (up to COALESCE bytes): a reader slower than the
+   * packets (stdout, a socket) then makes one write where it would have made dozens.
+   */
   async read(): Promise<Uint8Array | null> {
     while (this.queue.length === 0 && !this.ended && !this.failed) {
       await new Promise<void>((r) => this.wakers.push(r));
+    }
+    let k = 0;
+    let n = 0;
+    while (k < this.queue.length && n + this.queue[k].length <= COALESCE) {
+      n += this.queue[k++].length;
+    }
+    if (k > 1) {
+      const all = new Uint8Array(n);
+      let at = 0;
+      for (const c of this.queue.splice(0, k)) {
+        all.set(c, at);
+        at += c.length;
+      }
+      this.credit(n);
+      return all;
     }
     const chunk = this.queue.shift();
     if (chunk) {
