@@ -70,6 +70,8 @@ export interface Cmd {
 /** One timed run of a command. */
 export interface Timing {
   ms: number;
+  /** Stopped at the time limit (ms is the limit): what it was doing is unfinished. */
+  stopped?: boolean;
   /** Peak resident memory (MiB) of the command and the children it waited for, if measured. */
   peakRssMiB?: number;
 }
@@ -262,7 +264,7 @@ export class BenchContext {
       if (stopped) {
         // Counted at the limit: slower than that, by how much unknown.
         this.stopped.push(label);
-        return { ms };
+        return { ms, stopped: true };
       }
       if (!out.success) {
         throw new Error(`${label}: exit ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
@@ -537,6 +539,7 @@ export async function runBench(sections: Section[], argv: string[]): Promise<voi
         }
       } catch (e) {
         failed++;
+        ctx.stopped.length = 0;
         console.error(`section ${section.name} failed: ${(e as Error).stack ?? e}\n`);
       } finally {
         await ctx.stopAll();

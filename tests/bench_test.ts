@@ -65,7 +65,7 @@ Deno.test("deno task bench --quick runs every section", async () => {
 Deno.test("a run over the time limit is stopped and noted, not waited for", async () => {
   const t0 = performance.now();
   // No command gets through in 50 ms: every timed run of the section is cut short.
-  const out = await bench(["--quick", "--runs=2", "--only=latency"], {
+  const out = await bench(["--quick", "--runs=2", "--only=latency,transfer"], {
     PK_BENCH_RUN_LIMIT_S: "0.05",
   });
   const text = new TextDecoder().decode(out.stdout);
@@ -73,5 +73,8 @@ Deno.test("a run over the time limit is stopped and noted, not waited for", asyn
   assert.match(text, /ours direct: 2 runs stopped at the 0\.05 s limit/);
   assert.match(text, /real direct: 2 runs stopped at the 0\.05 s limit/);
   assert.doesNotMatch(text, /warm-up/);
+  // A stopped upload leaves a partial file: the section carries on with the whole one.
+  assert.match(text, /PuTTY psftp upload: a run stopped at the 0\.05 s limit/);
+  assert.match(text, /File download, 8 MiB/);
   assert.ok(performance.now() - t0 < 60000, "done well within a minute");
 });
