@@ -22,14 +22,8 @@ import {
   loadPrivateKey,
   needsPassphrase,
 } from "./ssh/private_key.ts";
-import { TransportError } from "./ssh/transport.ts";
+import { type Credentials, TransportError } from "./ssh/transport.ts";
 import { osErrorText } from "./os_error.ts";
-
-export interface PreparedAuth {
-  user: string;
-  key?: LoadedKey;
-  agentSocket?: string;
-}
 
 /**
  * `interactive` (psftp, putty, plink without a command): the user name is announced on stderr,
@@ -39,7 +33,7 @@ export async function prepareAuth(
   cfg: PuttyConfig,
   ui: Interaction,
   interactive = false,
-): Promise<PreparedAuth> {
+): Promise<Credentials> {
   let user = cfg.user;
   if (!user) {
     if (cfg.batch) {

@@ -13,6 +13,7 @@
 import { ConnectionClosedError, type SshConnection } from "../ssh/connection.ts";
 import type { Reporter } from "../transfer/endpoint.ts";
 import { printable } from "../transfer/display.ts";
+import { openCommand } from "../transfer/session.ts";
 
 /**
  * Arguments, in order: "p TEMP FINAL", "P TEMP FINAL MODE" (with -p) or "r TEMP" (remove). One
@@ -80,19 +81,24 @@ export class RemotePlacer {
 
   private enqueue(op: string[]): void {
     this.queue.push(op);
-    this.running ??= this.runAll().finally(() => (this.running = undefined));
+    this.running ??= this.runAll();
   }
 
   private async runAll(): Promise<void> {
-    while (this.queue.length) {
-      const args: string[] = [];
-      let bytes = 0;
-      while (this.queue.length && (args.length === 0 || bytes < BATCH_BYTES)) {
-        const op = this.queue.shift()!;
-        args.push(...op);
-        for (const a of op) bytes += a.length + 1;
+    try {
+      while (this.queue.length) {
+        const args: string[] = [];
+        let bytes = 0;
+        while (this.queue.length && (args.length === 0 || bytes < BATCH_BYTES)) {
+          const op = this.queue.shift()!;
+          args.push(...op);
+          for (const a of op) bytes += a.length + 1;
+        }
+        await this.runBatch(args);
       }
-      await this.runBatch(args);
+    } finally {
+      // In the same step as the last look at the queue: a step asked for later starts a new run.
+      this.running = undefined;
     }
   }
 
@@ -100,14 +106,10 @@ export class RemotePlacer {
     const command = placeCommand(this.tool, args);
     const dec = new TextDecoder();
     try {
-      const ch = await this.conn.openSession();
-      if (!(await ch.exec(command))) throw new Error("the server refused to run sh");
+      const ch = await openCommand(this.conn, command);
+      ch.stdout.discard(); // nothing expected
       let err = "";
-      const stderr = (async () => {
-        for await (const c of ch.stderr) err += dec.decode(c, { stream: true });
-      })();
-      for await (const _ of ch.stdout) { /* nothing expected */ }
-      await stderr;
+      for await (const c of ch.stderr) err += dec.decode(c, { stream: true });
       await ch.closed;
       for (const line of printable(err).split("\n")) if (line) this.reporter.error(line);
       if (ch.exit?.code !== 0 && !err) {

@@ -54,10 +54,12 @@ export async function openCommand(conn: SshConnection, command: string): Promise
 
 /** Runs `command` on the server; true when it exits with status 0. */
 export async function commandSucceeds(conn: SshConnection, command: string): Promise<boolean> {
-  const ch = await conn.openSession();
-  if (!(await ch.exec(command))) {
-    ch.close();
-    return false;
+  let ch: Channel;
+  try {
+    ch = await openCommand(conn, command);
+  } catch (e) {
+    if (e instanceof RemoteRefusedError) return false;
+    throw e;
   }
   ch.stdout.discard();
   ch.stderr.discard();
