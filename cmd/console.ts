@@ -5,21 +5,21 @@
  */
 
 import type { PuttyConfig } from "../lib/config/sessions.ts";
-import { printable } from "../lib/transfer/display.ts";
+import { printable } from "../lib/util/printable.ts";
 import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";
 import type { X11Forwarding } from "../lib/forward/x11.ts";
-import type { OutputLog, PacketLog } from "../lib/log/session_log.ts";
+import type { OutputLog, PacketLog } from "../lib/log/log_files.ts";
 import {
   connect,
   type Connected,
   type HostKeyQuestion,
   type Interaction,
   openConfiguredLog,
-} from "../lib/connect.ts";
-import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal_session.ts";
-import { chunksOf } from "../lib/remote_session.ts";
-import { delay } from "../lib/timer.ts";
+} from "../lib/session/connect.ts";
+import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal/main_session.ts";
+import { chunksOf } from "../lib/session/main_channel.ts";
+import { delay } from "../lib/util/timer.ts";
 import { VERSION } from "../lib/version.ts";
 
 const enc = new TextEncoder();
@@ -316,7 +316,7 @@ export async function logSessionOutput(
   if (cfg.logType !== "session" && cfg.logType !== "printable") return undefined;
   const file = await openConfiguredLog(cfg, ui);
   if (!file) return undefined;
-  const { OutputLog } = await import("../lib/log/session_log.ts");
+  const { OutputLog } = await import("../lib/log/log_files.ts");
   const log = new OutputLog(file, cfg.logType === "printable");
   const { stdout, stderr } = options.io;
   options.io = {

@@ -5,9 +5,9 @@
 
 import { parseCommandLine, type ParsedCommandLine, PLINK } from "../lib/config/options.ts";
 import { ConfigError } from "../lib/config/types.ts";
-import { type Connected, keyHost } from "../lib/connect.ts";
-import { chunksOf, pumpFromChannel, pumpToChannel } from "../lib/remote_session.ts";
-import { runMainSession } from "../lib/terminal_session.ts";
+import { type Connected, keyHost } from "../lib/session/connect.ts";
+import { chunksOf, pumpFromChannel, pumpToChannel } from "../lib/session/main_channel.ts";
+import { runMainSession } from "../lib/terminal/main_session.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
 import { VERSION } from "../lib/version.ts";

@@ -6,11 +6,11 @@
 import { parseCommandLine, type ParsedCommandLine, PSCP } from "../lib/config/options.ts";
 import type { PuttyConfig } from "../lib/config/sessions.ts";
 import { ConfigError } from "../lib/config/types.ts";
-import { connect, type Connected } from "../lib/connect.ts";
-import { FatalError, type Reporter } from "../lib/transfer/endpoint.ts";
-import { printable } from "../lib/transfer/display.ts";
-import { ProgressLine } from "../lib/transfer/progress.ts";
-import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/transfer/pscp.ts";
+import { connect, type Connected } from "../lib/session/connect.ts";
+import { FatalError, type Reporter } from "../lib/files/endpoint.ts";
+import { printable } from "../lib/util/printable.ts";
+import { ProgressLine } from "../lib/files/progress.ts";
+import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/pscp/run.ts";
 import { VERSION } from "../lib/version.ts";
 import {
   consoleInteraction,

@@ -9,7 +9,7 @@ import { ConfigError } from "../lib/config/types.ts";
 import { connectSftp } from "../lib/psftp/connect_sftp.ts";
 import { batchLines, runBatch, runInteractive } from "../lib/psftp/command_loop.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
-import { FatalError, type PsftpOutput, PsftpSession } from "../lib/psftp/session.ts";
+import { FatalError, type PsftpOutput, PsftpSession } from "../lib/psftp/state.ts";
 import { VERSION } from "../lib/version.ts";
 import {
   consoleInteraction,

@@ -8,7 +8,7 @@
 
 import { parseCommandLine, type ParsedCommandLine, PUTTY } from "../lib/config/options.ts";
 import { ConfigError } from "../lib/config/types.ts";
-import { runMainSession } from "../lib/terminal_session.ts";
+import { runMainSession } from "../lib/terminal/main_session.ts";
 import { VERSION } from "../lib/version.ts";
 import {
   answerStopOption,

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { descendants, type Sshd, startSshd } from "../tests/fixtures/sshd.ts";
 import { DENO, MOD } from "../tests/fixtures/tools.ts";
 import { DENO_RUN_FLAGS } from "./deno_flags.ts";
-import { after } from "../lib/timer.ts";
+import { after } from "../lib/util/timer.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
 import { connectionId, sharePaths } from "../lib/share/socket_path.ts";

@@ -6,8 +6,8 @@
  * Not a general-purpose server: loopback only, one password, one optional public key.
  */
 
-// Before "ssh2": working zlib packet classes for compressed connections (lib/ssh/ssh2_zlib.ts).
-import "../lib/ssh/ssh2_zlib.ts";
+// Before "ssh2": working zlib packet classes for compressed connections (lib/transport/ssh2_zlib.ts).
+import "../lib/transport/ssh2_zlib.ts";
 // @ts-types="npm:@types/ssh2@1.15.5"
 import ssh2 from "ssh2";
 import { spawn } from "node:child_process";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { argon2, blake2b } from "../lib/ssh/argon2.ts";
+import { argon2, blake2b } from "../lib/keys/argon2.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 

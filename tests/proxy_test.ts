@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { freePort, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { acceptsTcp, collect, runOurs, runReal, spawn, waitFor } from "./fixtures/tools.ts";
 import { defaultPuttyConfig, type PuttyConfig, saveSession } from "../lib/config/sessions.ts";
-import { formatProxyCommand, proxyFor } from "../lib/ssh/proxy.ts";
+import { formatProxyCommand, proxyFor } from "../lib/transport/proxy.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 

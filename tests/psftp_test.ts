@@ -14,8 +14,8 @@ import {
   WildcardError,
   wildcardMatch,
   wildcardUnescape,
-} from "../lib/transfer/wildcard.ts";
-import { compareNames } from "../lib/transfer/paths.ts";
+} from "../lib/files/wildcard.ts";
+import { compareNames } from "../lib/files/paths.ts";
 import { localGlob, localWildcardKind } from "../lib/psftp/local_glob.ts";
 import { applyChmod, parseChmodMode } from "../lib/psftp/chmod_mode.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
@@ -1067,7 +1067,7 @@ Deno.test("psftp's static imports load neither ssh2 nor key code (the downstream
   }
   const loaded = [...seen];
   assert.ok(loaded.some((s) => s.endsWith("/lib/psftp/commands.ts")), loaded.join("\n"));
-  for (const heavy of ["npm:", "ssh2", "/lib/ssh/transport.ts", "/lib/auth.ts", "private_key"]) {
+  for (const heavy of ["npm:", "ssh2", "/lib/transport/transport.ts", "/lib/session/auth.ts", "private_key"]) {
     assert.ok(!loaded.some((s) => s.includes(heavy)), `${heavy} is imported statically`);
   }
 });

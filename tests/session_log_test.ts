@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { loginArgs, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { startUpstream, stopUpstream } from "./fixtures/upstream.ts";
 import { runOurs, runReal } from "./fixtures/tools.ts";
-import { hexDump, logFileName, logHeader } from "../lib/log/session_log.ts";
+import { hexDump, logFileName, logHeader } from "../lib/log/log_files.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const HEADER =

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FX, isDirectory, isRegularFile, OPEN, SftpClient, SftpError } from "../lib/sftp/client.ts";
-import { download, upload } from "../lib/sftp/transfer.ts";
+import { download, upload } from "../lib/files/sftp_pipeline.ts";
 import { startSshd } from "./fixtures/sshd.ts";
 import { connectTo } from "./fixtures/connect.ts";
 

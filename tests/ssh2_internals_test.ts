@@ -1,5 +1,5 @@
 /**
- * The npm:ssh2 internals lib/ssh/ssh2_internals.ts relies on. If ssh2 is upgraded and any of
+ * The npm:ssh2 internals lib/transport/ssh2_internals.ts relies on. If ssh2 is upgraded and any of
  * them moved, these fail loudly (and say which).
  */
 
@@ -10,15 +10,15 @@ import {
   parsePrivateKey,
   SSH2_VERSION_PINNED,
   ssh2Version,
-} from "../lib/ssh/ssh2_internals.ts";
+} from "../lib/transport/ssh2_internals.ts";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DENO } from "./fixtures/tools.ts";
 import { Buffer } from "node:buffer";
 import ssh2Crypto from "ssh2/lib/protocol/crypto.js";
-import { openTransport } from "../lib/ssh/transport.ts";
+import { openTransport } from "../lib/transport/transport.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
-import { DIRECT_LIMITS } from "../lib/connect.ts";
+import { DIRECT_LIMITS } from "../lib/session/connect.ts";
 import { startLoopbackServer } from "../scripts/loopback_server.ts";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));

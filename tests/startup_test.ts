@@ -3,7 +3,7 @@
  * any crypto, or any node: module (Deno's Node layer alone costs ~20 ms of start-up; the speed of
  * a warm downstream command is what sharing is for). Heavy modules are imported dynamically, only
  * where needed; this checks the static import graph from mod.ts through cmd/plink.ts, and that
- * warm downstream commands never touch the globals Deno builds lazily and dearly (lib/timer.ts).
+ * warm downstream commands never touch the globals Deno builds lazily and dearly (lib/util/timer.ts).
  */
 
 import assert from "node:assert/strict";

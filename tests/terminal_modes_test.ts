@@ -7,7 +7,7 @@ import {
   parseSttyAll,
   puttyDefaultSettings,
   sttyCharValue,
-} from "../lib/terminal_modes.ts";
+} from "../lib/terminal/modes.ts";
 
 const GNU = `speed 38400 baud; rows 30; columns 100; line = 0;
 intr = ^C; quit = ^\\; erase = ^H; kill = ^U; eof = ^D; eol = <undef>; eol2 = <undef>; swtch = <undef>; start = ^Q;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, delay } from "../lib/timer.ts";
+import { after, delay } from "../lib/util/timer.ts";
 
 Deno.test("after() fires once, not before its time; a cancelled one never fires", async () => {
   const t0 = performance.now();
@@ -14,7 +14,7 @@ Deno.test("after() fires once, not before its time; a cancelled one never fires"
 
 Deno.test("a cancelled timer does not keep the process alive", async () => {
   const code = `import { after } from ${
-    JSON.stringify(new URL("../lib/timer.ts", import.meta.url))
+    JSON.stringify(new URL("../lib/util/timer.ts", import.meta.url))
   };
 after(30000, () => console.log("fired"))();`;
   const t0 = performance.now();

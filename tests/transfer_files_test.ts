@@ -1,16 +1,16 @@
 /**
- * The file writers pscp and psftp share (lib/transfer/local_file.ts, lib/transfer/remote_file.ts):
+ * The file writers pscp and psftp share (lib/files/local_file.ts, lib/files/remote_file.ts):
  * what they write to, what they keep, and what they leave behind. Local ones on this machine,
  * remote ones through our SFTP client against OpenSSH's internal-sftp.
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { LocalFileWriter } from "../lib/transfer/local_file.ts";
-import { RemoteFileWriter } from "../lib/transfer/remote_file.ts";
-import { Temporaries, temporaryPath } from "../lib/transfer/temporaries.ts";
+import { LocalFileWriter } from "../lib/files/local_file.ts";
+import { RemoteFileWriter } from "../lib/files/remote_file.ts";
+import { Temporaries, temporaryPath } from "../lib/files/temporaries.ts";
 import { SftpClient, SftpError } from "../lib/sftp/client.ts";
-import { upload } from "../lib/sftp/transfer.ts";
+import { upload } from "../lib/files/sftp_pipeline.ts";
 import { passwdIds, startSshd } from "./fixtures/sshd.ts";
 import { connectTo } from "./fixtures/connect.ts";
 

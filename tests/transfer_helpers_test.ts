@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { WildcardError, wildcardMatch, wildcardUnescape } from "../lib/transfer/wildcard.ts";
+import { WildcardError, wildcardMatch, wildcardUnescape } from "../lib/files/wildcard.ts";
 import {
   dirFileCat,
   isDots,
@@ -13,12 +13,12 @@ import {
   remoteColon,
   sourceName,
   vetFilename,
-} from "../lib/transfer/paths.ts";
-import { FileProgress, ProgressLine, progressText } from "../lib/transfer/progress.ts";
+} from "../lib/files/paths.ts";
+import { FileProgress, ProgressLine, progressText } from "../lib/files/progress.ts";
 import { entryRecord, parseEntry, parseTimes, scpCommand } from "../lib/scp/protocol.ts";
-import { LocalFileWriter, readChunks } from "../lib/transfer/local_file.ts";
-import { printable } from "../lib/transfer/display.ts";
-import { localeIsUtf8 } from "../lib/locale.ts";
+import { LocalFileWriter, readChunks } from "../lib/files/local_file.ts";
+import { printable } from "../lib/util/printable.ts";
+import { localeIsUtf8 } from "../lib/util/locale.ts";
 
 Deno.test("wildcards match as PuTTY's wc_match does", () => {
   // Cases from PuTTY's own wildcard.c test table.

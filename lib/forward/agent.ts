@@ -23,7 +23,7 @@ import type { SessionConfig } from "../config/types.ts";
 import type { IncomingChannel, SshConnection } from "../ssh/connection.ts";
 import { OPEN_FAILURE } from "../ssh/wire.ts";
 import { acceptFor, bridge } from "./bridge.ts";
-import { osErrorText } from "../os_error.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 /** The local agent's socket (SSH_AUTH_SOCK), if there is one. */
 export function agentSocketPath(): string | undefined {

@@ -15,7 +15,7 @@ import {
   type IncomingChannel,
   type SshConnection,
 } from "../ssh/connection.ts";
-import { osErrorText } from "../os_error.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 const CHUNK = 32768;
 

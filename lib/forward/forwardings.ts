@@ -16,7 +16,7 @@ import type { PuttyConfig, PuttyPortForward } from "../config/sessions.ts";
 import type { IncomingChannel, SshConnection } from "../ssh/connection.ts";
 import { OPEN_FAILURE } from "../ssh/wire.ts";
 import type { ForwardEnv } from "./bridge.ts";
-import { osErrorText } from "../os_error.ts";
+import { osErrorText } from "../util/error_text.ts";
 import { acceptLoop, listenLocal } from "./local.ts";
 import { acceptRemote, cancelRemote, type RemoteForward, requestRemote } from "./remote.ts";
 

@@ -10,10 +10,10 @@
  */
 
 import { ChannelOpenError } from "../ssh/connection.ts";
-import { delay } from "../timer.ts";
+import { delay } from "../util/timer.ts";
 import { type ForwardEnv, openFailureLogText, peerText, runForwarded, writeAll } from "./bridge.ts";
 import { socksFailure, SocksParser, socksSuccess } from "./socks.ts";
-import { osErrorText } from "../os_error.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 export interface LocalListenSpec {
   bindAddress?: string;

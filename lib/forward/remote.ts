@@ -16,7 +16,7 @@
 import type { IncomingChannel } from "../ssh/connection.ts";
 import { OPEN_FAILURE, SshWriter } from "../ssh/wire.ts";
 import { acceptFor, type ForwardEnv, runForwarded } from "./bridge.ts";
-import { osErrorText } from "../os_error.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 export interface RemoteForward {
   /** Address the server listens on, as sent in tcpip-forward. */

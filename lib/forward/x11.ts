@@ -16,7 +16,7 @@
 import type { Channel, IncomingChannel, SshConnection } from "../ssh/connection.ts";
 import { OPEN_FAILURE } from "../ssh/wire.ts";
 import { bridge, writeAll } from "./bridge.ts";
-import { osErrorText } from "../os_error.ts";
+import { osErrorText } from "../util/error_text.ts";
 import { setupDisplay, type X11Display } from "./x11_display.ts";
 import {
   type ClientSetup,

@@ -8,7 +8,7 @@
  */
 
 import { runCommandLine } from "./commands.ts";
-import type { PsftpSession } from "./session.ts";
+import type { PsftpSession } from "./state.ts";
 
 export const PROMPT = "psftp> ";
 

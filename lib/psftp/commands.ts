@@ -9,17 +9,17 @@ import { atoi } from "../config/sessions.ts";
 import { SftpError } from "../sftp/client.ts";
 import { applyChmod, type ChmodChange, parseChmodMode } from "./chmod_mode.ts";
 import { splitCommandLine } from "./command_line.ts";
-import { printable } from "../transfer/display.ts";
-import { osErrorText } from "../os_error.ts";
+import { printable } from "../util/printable.ts";
+import { osErrorText } from "../util/error_text.ts";
 import { generalGet, generalPut } from "./file_transfer.ts";
-import type { CommandResult, PsftpSession } from "./session.ts";
-import { compareNames, lastComponent, remoteJoin } from "../transfer/paths.ts";
+import type { CommandResult, PsftpSession } from "./state.ts";
+import { compareNames, lastComponent, remoteJoin } from "../files/paths.ts";
 import {
   isWildcard,
   remoteNameMatches,
   splitWildcardPath,
   wildcardUnescape,
-} from "../transfer/wildcard.ts";
+} from "../files/wildcard.ts";
 
 type Handler = (s: PsftpSession, words: string[]) => CommandResult | Promise<CommandResult>;
 

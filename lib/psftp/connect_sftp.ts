@@ -2,15 +2,15 @@
  * psftp_connect(): from "[user@]host" (and an `open` command's port) to a running SFTP session,
  * on the shared configuration module: the command line's settings applied for that host
  * (a saved session named like the host is used when no -load was given), then a connection as
- * lib/connect.ts decides it — a downstream of a live upstream with -share, else a direct one.
+ * lib/session/connect.ts decides it — a downstream of a live upstream with -share, else a direct one.
  * psftp never becomes an upstream.
  */
 
 import type { ParsedCommandLine } from "../config/options.ts";
-import { connect, type Interaction } from "../connect.ts";
+import { connect, type Interaction } from "../session/connect.ts";
 import { SftpClient } from "../sftp/client.ts";
-import { splitUserHost } from "../transfer/paths.ts";
-import type { SftpLink } from "./session.ts";
+import { splitUserHost } from "../files/paths.ts";
+import type { SftpLink } from "./state.ts";
 
 export async function connectSftp(
   parsed: ParsedCommandLine,

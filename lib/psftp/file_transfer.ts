@@ -3,7 +3,7 @@
  * reget, put, mput, reput, with -r recursion, wildcards, and PuTTY's messages.
  *
  * Never losing data (where we go beyond PuTTY): get and put write through pscp's writers
- * (lib/transfer/local_file.ts, lib/transfer/remote_file.ts): into a temporary file beside the
+ * (lib/files/local_file.ts, lib/files/remote_file.ts): into a temporary file beside the
  * target, renamed into place only once the whole file has arrived, so a failed or interrupted
  * transfer leaves no truncated file under the target's name (and an existing file stays as it
  * was). reget and reput resume into the existing file (appending), as PuTTY does: that partial
@@ -11,27 +11,27 @@
  */
 
 import { type Attrs, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
-import { download, upload } from "../sftp/transfer.ts";
-import { printable } from "../transfer/display.ts";
-import { osErrorText } from "../os_error.ts";
+import { download, upload } from "../files/sftp_pipeline.ts";
+import { printable } from "../util/printable.ts";
+import { osErrorText } from "../util/error_text.ts";
 import { localGlob, localWildcardKind } from "./local_glob.ts";
-import { type CommandResult, hasDirectoryBit, type PsftpSession } from "./session.ts";
+import { type CommandResult, hasDirectoryBit, type PsftpSession } from "./state.ts";
 import {
   listDir,
   LocalFileWriter,
   LocalReadError,
   localType,
   readChunks,
-} from "../transfer/local_file.ts";
-import { RemoteFileWriter } from "../transfer/remote_file.ts";
+} from "../files/local_file.ts";
+import { RemoteFileWriter } from "../files/remote_file.ts";
 import {
   compareNames,
   dirFileCat,
   lastComponent,
   remoteJoin,
   vettedNames,
-} from "../transfer/paths.ts";
-import { isWildcard } from "../transfer/wildcard.ts";
+} from "../files/paths.ts";
+import { isWildcard } from "../files/wildcard.ts";
 
 /** The options of get/put and friends: -r and --. Undefined (after a message) if bad. */
 function transferOptions(

@@ -5,8 +5,8 @@
  * test_wildcard(): an existing file is a plain name even if it contains wildcard characters.
  */
 
-import { WildcardError, wildcardMatch, wildcardUnescape } from "../transfer/wildcard.ts";
-import { compareNames } from "../transfer/paths.ts";
+import { WildcardError, wildcardMatch, wildcardUnescape } from "../files/wildcard.ts";
+import { compareNames } from "../files/paths.ts";
 
 export type LocalWildcardKind = "filename" | "wildcard" | "nonexistent";
 

@@ -10,7 +10,7 @@ import {
   FileError,
   type RemoteEntry,
   type Reporter,
-} from "../transfer/endpoint.ts";
+} from "../files/endpoint.ts";
 import { lost, parseEntry, parseTimes, ScpStream } from "./protocol.ts";
 
 /** Largest piece of file data handed on at once. */

@@ -11,9 +11,9 @@
  */
 
 import { ConnectionClosedError, type SshConnection } from "../ssh/connection.ts";
-import type { Reporter } from "../transfer/endpoint.ts";
-import { printable } from "../transfer/display.ts";
-import { openCommand } from "../transfer/session.ts";
+import type { Reporter } from "../files/endpoint.ts";
+import { printable } from "../util/printable.ts";
+import { openCommand } from "../pscp/protocol_choice.ts";
 
 /**
  * Arguments, in order: "p TEMP FINAL", "P TEMP FINAL MODE" (with -p) or "r TEMP" (remove). One

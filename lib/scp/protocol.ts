@@ -11,7 +11,7 @@
  */
 
 import type { Channel } from "../ssh/connection.ts";
-import { FatalError } from "../transfer/endpoint.ts";
+import { FatalError } from "../files/endpoint.ts";
 import { ByteReader, StreamEnded } from "./reader.ts";
 
 export interface ScpCommandOptions {

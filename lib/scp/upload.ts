@@ -15,9 +15,9 @@ import {
   type FileMeta,
   type Reporter,
   type UploadTarget,
-} from "../transfer/endpoint.ts";
-import { printable } from "../transfer/display.ts";
-import { type Temporaries, type Temporary, temporaryPath } from "../transfer/temporaries.ts";
+} from "../files/endpoint.ts";
+import { printable } from "../util/printable.ts";
+import { type Temporaries, type Temporary, temporaryPath } from "../files/temporaries.ts";
 import { entryRecord, ScpStream, timesRecord } from "./protocol.ts";
 import { type RemotePlacer, shellWord } from "./placer.ts";
 

@@ -2,7 +2,7 @@
  * SFTP client, protocol version 3 (draft-ietf-secsh-filexfer-02), the version OpenSSH and PuTTY
  * speak, over one session channel of our connection-layer client. Requests are pipelined: every
  * call sends its packet at once and waits only for its own reply, so many reads or writes can be
- * in flight (lib/sftp/transfer.ts builds whole-file transfers on that).
+ * in flight (lib/files/sftp_pipeline.ts builds whole-file transfers on that).
  *
  * Like the rest of the channel code, this imports nothing heavy: pscp and psftp running as
  * downstreams load no crypto.

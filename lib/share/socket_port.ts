@@ -6,7 +6,7 @@
 
 import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
 import { ConnectionClosedError } from "../ssh/connection.ts";
-import { after } from "../timer.ts";
+import { after } from "../util/timer.ts";
 import {
   DISCONNECT_PROTOCOL_ERROR,
   message,

@@ -7,7 +7,7 @@
  *
  * Deliberate differences from PuTTY 0.78, all where it loses data or contradicts its own intent:
  *  - downloads go to a temporary file renamed over the target when complete (PuTTY truncates the
- *    target first); SFTP uploads likewise (lib/transfer/local_file.ts, remote_file.ts, which
+ *    target first); SFTP uploads likewise (lib/files/local_file.ts, remote_file.ts, which
  *    psftp uses too);
  *  - a file the server reports failing after sending it (SCP "\1" status) is discarded;
  *  - a directory created for an upload is a directory target for its contents (PuTTY's SFTP mode
@@ -23,12 +23,12 @@ import {
   type FileMeta,
   type Reporter,
   type UploadTarget,
-} from "./endpoint.ts";
-import { errorMessage } from "./display.ts";
-import { listDir, LocalFileWriter, LocalReadError, localType, readChunks } from "./local_file.ts";
-import { dirFileCat, isDots, lastComponent, remoteColon, sourceName } from "./paths.ts";
-import { FileProgress, type ProgressSample } from "./progress.ts";
-import type { Temporaries } from "./temporaries.ts";
+} from "../files/endpoint.ts";
+import { errorMessage } from "../util/printable.ts";
+import { listDir, LocalFileWriter, LocalReadError, localType, readChunks } from "../files/local_file.ts";
+import { dirFileCat, isDots, lastComponent, remoteColon, sourceName } from "../files/paths.ts";
+import { FileProgress, type ProgressSample } from "../files/progress.ts";
+import type { Temporaries } from "../files/temporaries.ts";
 
 export interface CopyOptions {
   /** -r */

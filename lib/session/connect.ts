@@ -11,17 +11,17 @@
  * downstream of the multiplexer, so every role shares one code path for channels.
  */
 
-import type { PuttyConfig } from "./config/sessions.ts";
-import { ConfigError } from "./config/types.ts";
-import { type ConnectionLimits, SshConnection } from "./ssh/connection.ts";
-import { portPair } from "./ssh/packet_port.ts";
-import { connectionId, parentDir } from "./share/socket_path.ts";
-import { decideSharing, type ShareDecision } from "./share/rendezvous.ts";
-import { greetUpstream } from "./share/downstream.ts";
-import type { ConnectionMux } from "./share/mux.ts";
-import type { ShareListener } from "./share/upstream.ts";
-import type { PacketLog } from "./log/session_log.ts";
-import { osErrorText } from "./os_error.ts";
+import type { PuttyConfig } from "../config/sessions.ts";
+import { ConfigError } from "../config/types.ts";
+import { type ConnectionLimits, SshConnection } from "../ssh/connection.ts";
+import { portPair } from "../ssh/packet_port.ts";
+import { connectionId, parentDir } from "../share/socket_path.ts";
+import { decideSharing, type ShareDecision } from "../share/rendezvous.ts";
+import { greetUpstream } from "../share/downstream.ts";
+import type { ConnectionMux } from "../share/mux.ts";
+import type { ShareListener } from "../share/upstream.ts";
+import type { PacketLog } from "../log/log_files.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 /** Limits for our own session when we hold the real connection (no sharing-socket limit). */
 export const DIRECT_LIMITS: ConnectionLimits = {
@@ -111,10 +111,10 @@ export async function connect(opts: ConnectOptions): Promise<Connected> {
   return connected;
 }
 
-/** -sshlog / -sshrawlog: the packet log (lib/log/session_log.ts), given to `ui` for its events. */
+/** -sshlog / -sshrawlog: the packet log (lib/log/log_files.ts), given to `ui` for its events. */
 async function openLog(cfg: PuttyConfig, ui: Interaction): Promise<PacketLog | undefined> {
   if (!cfg.logFile || (cfg.logType !== "packets" && cfg.logType !== "raw")) return undefined;
-  const { PacketLog } = await import("./log/session_log.ts");
+  const { PacketLog } = await import("../log/log_files.ts");
   const file = await openConfiguredLog(cfg, ui);
   if (!file) return undefined;
   const log = new PacketLog(file);
@@ -131,7 +131,7 @@ export async function openConfiguredLog(
   ui: Interaction,
 ): Promise<Deno.FsFile | undefined> {
   if (!cfg.logFile) return undefined;
-  const { logFileName, openLogFile } = await import("./log/session_log.ts");
+  const { logFileName, openLogFile } = await import("../log/log_files.ts");
   const path = logFileName(cfg.logFile, cfg.host, cfg.port);
   try {
     return await openLogFile(
@@ -219,11 +219,11 @@ async function connectDirect(
     { prepareAuth, verifierFor, hostKeyAlgorithms },
     { agentForwardingPermitted, agentSocketPath, serveAgentChannels },
   ] = await Promise.all([
-    import("./ssh/transport.ts"),
-    import("./share/mux.ts"),
-    import("./share/upstream.ts"),
+    import("../transport/transport.ts"),
+    import("../share/mux.ts"),
+    import("../share/upstream.ts"),
     import("./auth.ts"),
-    import("./forward/agent.ts"),
+    import("../forward/agent.ts"),
   ]);
   const listener: ShareListener | undefined = up
     ? new ShareListener(up.listener, up.paths, ui.log)

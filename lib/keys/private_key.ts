@@ -8,7 +8,7 @@
 
 import { createDecipheriv, createHash, createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { SshReader, SshWriter } from "./wire.ts";
+import { SshReader, SshWriter } from "../ssh/wire.ts";
 import { argon2 } from "./argon2.ts";
 
 export class KeyFileError extends Error {}

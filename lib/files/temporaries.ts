@@ -5,7 +5,7 @@
  */
 
 import { posix } from "node:path";
-import { after } from "../timer.ts";
+import { after } from "../util/timer.ts";
 
 /** Characters of the target's name kept in a temporary name (well within NAME_MAX). */
 const NAME_KEPT = 100;

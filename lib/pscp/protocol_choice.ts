@@ -8,7 +8,7 @@
 
 import type { Channel, SshConnection } from "../ssh/connection.ts";
 import { SftpClient, SftpUnavailableError } from "../sftp/client.ts";
-import { RemoteRefusedError } from "../remote_session.ts";
+import { RemoteRefusedError } from "../session/main_channel.ts";
 
 export type TransferSession =
   | { kind: "sftp"; sftp: SftpClient }

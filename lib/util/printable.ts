@@ -1,10 +1,10 @@
 /**
  * Text for pscp's and psftp's messages: server-supplied text made safe to print (PuTTY's
  * stripctrl, so a file name or the server's stderr can't send escape sequences to the terminal),
- * and any error's message (local errors as strerror() words: lib/os_error.ts).
+ * and any error's message (local errors as strerror() words: lib/util/error_text.ts).
  */
 
-import { processLocaleIsUtf8 } from "../locale.ts";
+import { processLocaleIsUtf8 } from "./locale.ts";
 
 /**
  * Drops control characters (C0 except newline, DEL, C1) and lone surrogates, as PuTTY's

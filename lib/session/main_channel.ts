@@ -3,8 +3,8 @@
  * and agent forwarding, then a command, subsystem or shell; its exit status the way PuTTY reports it.
  */
 
-import type { X11Request } from "./forward/x11.ts";
-import type { Channel, SshConnection } from "./ssh/connection.ts";
+import type { X11Request } from "../forward/x11.ts";
+import type { Channel, SshConnection } from "../ssh/connection.ts";
 
 export interface PtyRequest {
   term: string;

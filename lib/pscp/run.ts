@@ -10,19 +10,19 @@ import { scpCommand } from "../scp/protocol.ts";
 import { planScpUpload, type ScpUploadPlan, ScpUploadTarget } from "../scp/upload.ts";
 import { RemotePlacer } from "../scp/placer.ts";
 import { Copier, type CopyOptions } from "./copy.ts";
-import { type DownloadSource, FatalError, type Reporter, type UploadTarget } from "./endpoint.ts";
-import { localType } from "./local_file.ts";
-import { parseRemoteSpec, remoteColon, type RemoteSpec } from "./paths.ts";
-import { listDirectory, SftpDownloadSource, SftpUploadTarget } from "./sftp_endpoint.ts";
+import { type DownloadSource, FatalError, type Reporter, type UploadTarget } from "../files/endpoint.ts";
+import { localType } from "../files/local_file.ts";
+import { parseRemoteSpec, remoteColon, type RemoteSpec } from "../files/paths.ts";
+import { listDirectory, SftpDownloadSource, SftpUploadTarget } from "../files/sftp_endpoint.ts";
 import {
   commandSucceeds,
   lsCommand,
   openCommand,
   startFileTransfer,
   type TransferSession,
-} from "./session.ts";
+} from "./protocol_choice.ts";
 import { SftpError } from "../sftp/client.ts";
-import { Temporaries } from "./temporaries.ts";
+import { Temporaries } from "../files/temporaries.ts";
 
 export type PscpJob =
   | { kind: "upload"; sources: string[]; remote: RemoteSpec }

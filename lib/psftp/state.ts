@@ -9,10 +9,10 @@
  */
 
 import { type Attrs, type SftpClient, SftpError } from "../sftp/client.ts";
-import { errorMessage, printable } from "../transfer/display.ts";
-import { vettedNames } from "../transfer/paths.ts";
-import { Temporaries } from "../transfer/temporaries.ts";
-import { remoteNameMatches, splitWildcardPath, wildcardUnescape } from "../transfer/wildcard.ts";
+import { errorMessage, printable } from "../util/printable.ts";
+import { vettedNames } from "../files/paths.ts";
+import { Temporaries } from "../files/temporaries.ts";
+import { remoteNameMatches, splitWildcardPath, wildcardUnescape } from "../files/wildcard.ts";
 
 export interface PsftpOutput {
   /** Standard output (psftp's printf). */

@@ -2,7 +2,7 @@
  * The two remote ends pscp copies with, whatever the protocol: PuTTY's pscp.c drives SCP and
  * SFTP through one set of calls (scp_send_* for uploads, scp_get_sink_action/scp_recv_* for
  * downloads); these interfaces are that seam. lib/scp/ implements them over `scp -t`/`scp -f`,
- * lib/transfer/sftp_endpoint.ts over an SFTP session; lib/transfer/copy.ts walks local trees,
+ * lib/files/sftp_endpoint.ts over an SFTP session; lib/pscp/copy.ts walks local trees,
  * writes through temporary files and draws progress on top of either.
  */
 

@@ -11,7 +11,7 @@ import {
   SftpError,
   type SftpHandle,
 } from "../sftp/client.ts";
-import { download, upload } from "../sftp/transfer.ts";
+import { download, upload } from "./sftp_pipeline.ts";
 import { RemoteFileWriter } from "./remote_file.ts";
 import {
   type DownloadSource,
@@ -22,7 +22,7 @@ import {
   type Reporter,
   type UploadTarget,
 } from "./endpoint.ts";
-import { errorMessage } from "./display.ts";
+import { errorMessage } from "../util/printable.ts";
 import { compareNames, lastComponent, remoteJoin, vettedNames } from "./paths.ts";
 import type { Temporaries } from "./temporaries.ts";
 import { splitWildcardPath, wildcardMatch, wildcardUnescape } from "./wildcard.ts";

@@ -9,9 +9,9 @@
 
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
-import { osErrorText } from "../os_error.ts";
-import { after } from "../timer.ts";
-import { type PacketHandlers, PacketInbox, type PacketPort } from "./packet_port.ts";
+import { osErrorText } from "../util/error_text.ts";
+import { after } from "../util/timer.ts";
+import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
 import {
   Client,
   divertConnectionLayer,
@@ -21,7 +21,7 @@ import {
   serverSoftwareVersion,
   type Ssh2Client,
 } from "./ssh2_internals.ts";
-import type { LoadedKey } from "./private_key.ts";
+import type { LoadedKey } from "../keys/private_key.ts";
 import { VERSION } from "../version.ts";
 import type { Duplex } from "node:stream";
 import { openProxied, type ProxyConfig, ProxyError, proxyFor } from "./proxy.ts";

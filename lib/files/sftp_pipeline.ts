@@ -6,7 +6,7 @@
  */
 
 import { concatBytes } from "../ssh/wire.ts";
-import type { SftpHandle } from "./client.ts";
+import type { SftpHandle } from "../sftp/client.ts";
 
 export interface TransferOptions {
   /** Start offset (resume: reget/reput). Default 0. */

@@ -4,7 +4,7 @@
  * complete — a transfer that fails never leaves a truncated file under the final name.
  */
 
-import { errorMessage } from "./display.ts";
+import { errorMessage } from "../util/printable.ts";
 import {
   type ExistingTarget,
   type Temporaries,

@@ -6,7 +6,7 @@
  * Loaded only on the direct-connection path.
  */
 
-import type { PuttyConfig } from "./config/sessions.ts";
+import type { PuttyConfig } from "../config/sessions.ts";
 import {
   checkHostKey,
   hostKeyFingerprint,
@@ -14,16 +14,16 @@ import {
   parseHostKeyBlob,
   storedHostKeyTypes,
   storeHostKey,
-} from "./config/hostkeys.ts";
+} from "../config/hostkeys.ts";
 import { type Interaction, keyHost } from "./connect.ts";
 import {
   KeyFileError,
   type LoadedKey,
   loadPrivateKey,
   needsPassphrase,
-} from "./ssh/private_key.ts";
-import { type Credentials, TransportError } from "./ssh/transport.ts";
-import { osErrorText } from "./os_error.ts";
+} from "../keys/private_key.ts";
+import { type Credentials, TransportError } from "../transport/transport.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 /**
  * `interactive` (psftp, putty, plink without a command): the user name is announced on stderr,

@@ -9,7 +9,7 @@
  * Bytes go through untouched in both directions (no decoding), so any encoding survives.
  */
 
-import type { SshConnection } from "./ssh/connection.ts";
+import type { SshConnection } from "../ssh/connection.ts";
 import {
   type ChunkInput,
   exitCodeOf,
@@ -18,13 +18,13 @@ import {
   pumpFromChannel,
   pumpToChannel,
   startMainChannel,
-} from "./remote_session.ts";
+} from "../session/main_channel.ts";
 import {
   encodeTerminalModes,
   puttyDefaultSettings,
   readLocalTerminalSettings,
   type TerminalSettings,
-} from "./terminal_modes.ts";
+} from "./modes.ts";
 
 /** Our stdin's terminal in raw mode; restore() puts it back, once, whoever calls it first. */
 export class RawTerminal {

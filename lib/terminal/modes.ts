@@ -9,7 +9,7 @@
  * reports (ERASE ^?, IUTF8 when the locale is UTF-8) and PuTTY's default speed.
  */
 
-import { type EnvLookup, localeIsUtf8 } from "./locale.ts";
+import { type EnvLookup, localeIsUtf8 } from "../util/locale.ts";
 
 /** TTY_OP_END, TTY_OP_ISPEED, TTY_OP_OSPEED. */
 const TTY_OP_END = 0;
