@@ -10,14 +10,13 @@ import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";
 import type { X11Forwarding } from "../lib/forward/x11.ts";
 import type { OutputLog, PacketLog } from "../lib/log/log_files.ts";
+import { connect, type Connected, openConfiguredLog } from "../lib/session/connect.ts";
+import type { HostKeyQuestion, Interaction } from "../lib/session/interaction.ts";
 import {
-  connect,
-  type Connected,
-  type HostKeyQuestion,
-  type Interaction,
-  openConfiguredLog,
-} from "../lib/session/connect.ts";
-import { type MainSessionOptions, RawTerminal, type SessionIo } from "../lib/terminal/main_session.ts";
+  type MainSessionOptions,
+  RawTerminal,
+  type SessionIo,
+} from "../lib/terminal/main_session.ts";
 import { chunksOf } from "../lib/session/main_channel.ts";
 import { delay } from "../lib/util/timer.ts";
 import { VERSION } from "../lib/version.ts";

@@ -5,7 +5,8 @@
 
 import { parseCommandLine, type ParsedCommandLine, PLINK } from "../lib/config/options.ts";
 import { ConfigError } from "../lib/config/types.ts";
-import { type Connected, keyHost } from "../lib/session/connect.ts";
+import type { Connected } from "../lib/session/connect.ts";
+import { keyHost } from "../lib/session/interaction.ts";
 import { chunksOf, pumpFromChannel, pumpToChannel } from "../lib/session/main_channel.ts";
 import { runMainSession } from "../lib/terminal/main_session.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";

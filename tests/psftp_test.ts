@@ -1067,7 +1067,15 @@ Deno.test("psftp's static imports load neither ssh2 nor key code (the downstream
   }
   const loaded = [...seen];
   assert.ok(loaded.some((s) => s.endsWith("/lib/psftp/commands.ts")), loaded.join("\n"));
-  for (const heavy of ["npm:", "ssh2", "/lib/transport/transport.ts", "/lib/session/auth.ts", "private_key"]) {
+  for (
+    const heavy of [
+      "npm:",
+      "ssh2",
+      "/lib/transport/transport.ts",
+      "/lib/session/auth.ts",
+      "private_key",
+    ]
+  ) {
     assert.ok(!loaded.some((s) => s.includes(heavy)), `${heavy} is imported statically`);
   }
 });

@@ -25,7 +25,13 @@ import {
   type UploadTarget,
 } from "../files/endpoint.ts";
 import { errorMessage } from "../util/printable.ts";
-import { listDir, LocalFileWriter, LocalReadError, localType, readChunks } from "../files/local_file.ts";
+import {
+  listDir,
+  LocalFileWriter,
+  LocalReadError,
+  localType,
+  readChunks,
+} from "../files/local_file.ts";
 import { dirFileCat, isDots, lastComponent, remoteColon, sourceName } from "../files/paths.ts";
 import { FileProgress, type ProgressSample } from "../files/progress.ts";
 import type { Temporaries } from "../files/temporaries.ts";

@@ -8,7 +8,7 @@
 
 import type { Channel, SshConnection } from "../ssh/connection.ts";
 import { SftpClient, SftpUnavailableError } from "../sftp/client.ts";
-import { RemoteRefusedError } from "../session/main_channel.ts";
+import { openCommand } from "../session/main_channel.ts";
 
 export type TransferSession =
   | { kind: "sftp"; sftp: SftpClient }
@@ -40,31 +40,6 @@ export async function startFileTransfer(
   }
   const command = typeof o.command === "string" ? o.command : await o.command();
   return { kind: "scp", channel: await openCommand(conn, command) };
-}
-
-/** A session channel running `command`. */
-export async function openCommand(conn: SshConnection, command: string): Promise<Channel> {
-  const channel = await conn.openSession();
-  if (!(await channel.exec(command))) {
-    channel.close();
-    throw new RemoteRefusedError("Server refused to start a shell/command");
-  }
-  return channel;
-}
-
-/** Runs `command` on the server; true when it exits with status 0. */
-export async function commandSucceeds(conn: SshConnection, command: string): Promise<boolean> {
-  let ch: Channel;
-  try {
-    ch = await openCommand(conn, command);
-  } catch (e) {
-    if (e instanceof RemoteRefusedError) return false;
-    throw e;
-  }
-  ch.stdout.discard();
-  ch.stderr.discard();
-  await ch.closed;
-  return ch.exit?.code === 0;
 }
 
 /** PuTTY's quoting of the -ls directory for `ls -la '...'` in SCP mode. */

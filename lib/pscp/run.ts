@@ -10,17 +10,17 @@ import { scpCommand } from "../scp/protocol.ts";
 import { planScpUpload, type ScpUploadPlan, ScpUploadTarget } from "../scp/upload.ts";
 import { RemotePlacer } from "../scp/placer.ts";
 import { Copier, type CopyOptions } from "./copy.ts";
-import { type DownloadSource, FatalError, type Reporter, type UploadTarget } from "../files/endpoint.ts";
+import {
+  type DownloadSource,
+  FatalError,
+  type Reporter,
+  type UploadTarget,
+} from "../files/endpoint.ts";
 import { localType } from "../files/local_file.ts";
 import { parseRemoteSpec, remoteColon, type RemoteSpec } from "../files/paths.ts";
 import { listDirectory, SftpDownloadSource, SftpUploadTarget } from "../files/sftp_endpoint.ts";
-import {
-  commandSucceeds,
-  lsCommand,
-  openCommand,
-  startFileTransfer,
-  type TransferSession,
-} from "./protocol_choice.ts";
+import { lsCommand, startFileTransfer, type TransferSession } from "./protocol_choice.ts";
+import { commandSucceeds, openCommand } from "../session/main_channel.ts";
 import { SftpError } from "../sftp/client.ts";
 import { Temporaries } from "../files/temporaries.ts";
 

@@ -7,7 +7,8 @@
  */
 
 import type { ParsedCommandLine } from "../config/options.ts";
-import { connect, type Interaction } from "../session/connect.ts";
+import { connect } from "../session/connect.ts";
+import type { Interaction } from "../session/interaction.ts";
 import { SftpClient } from "../sftp/client.ts";
 import { splitUserHost } from "../files/paths.ts";
 import type { SftpLink } from "./state.ts";

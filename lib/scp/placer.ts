@@ -13,7 +13,7 @@
 import { ConnectionClosedError, type SshConnection } from "../ssh/connection.ts";
 import type { Reporter } from "../files/endpoint.ts";
 import { printable } from "../util/printable.ts";
-import { openCommand } from "../pscp/protocol_choice.ts";
+import { openCommand } from "../session/main_channel.ts";
 
 /**
  * Arguments, in order: "p TEMP FINAL", "P TEMP FINAL MODE" (with -p) or "r TEMP" (remove). One

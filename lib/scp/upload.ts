@@ -10,12 +10,7 @@
  */
 
 import type { Channel } from "../ssh/connection.ts";
-import {
-  FileError,
-  type FileMeta,
-  type Reporter,
-  type UploadTarget,
-} from "../files/endpoint.ts";
+import { FileError, type FileMeta, type Reporter, type UploadTarget } from "../files/endpoint.ts";
 import { printable } from "../util/printable.ts";
 import { type Temporaries, type Temporary, temporaryPath } from "../files/temporaries.ts";
 import { entryRecord, ScpStream, timesRecord } from "./protocol.ts";

@@ -15,7 +15,7 @@ import {
   storedHostKeyTypes,
   storeHostKey,
 } from "../config/hostkeys.ts";
-import { type Interaction, keyHost } from "./connect.ts";
+import { type Interaction, keyHost } from "./interaction.ts";
 import {
   KeyFileError,
   type LoadedKey,

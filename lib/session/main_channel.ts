@@ -1,6 +1,7 @@
 /**
  * The "main channel" plink and putty run: a session channel with optional pty, environment, X11
  * and agent forwarding, then a command, subsystem or shell; its exit status the way PuTTY reports it.
+ * Also the plain exec channels other tools run beside their own work (pscp's SCP helpers).
  */
 
 import type { X11Request } from "../forward/x11.ts";
@@ -127,4 +128,29 @@ export async function pumpFromChannel(
   write: (chunk: Uint8Array) => Promise<void> | void,
 ): Promise<void> {
   for (let chunk = await src.read(); chunk; chunk = await src.read()) await write(chunk);
+}
+
+/** A session channel running `command`. */
+export async function openCommand(conn: SshConnection, command: string): Promise<Channel> {
+  const channel = await conn.openSession();
+  if (!(await channel.exec(command))) {
+    channel.close();
+    throw new RemoteRefusedError("Server refused to start a shell/command");
+  }
+  return channel;
+}
+
+/** Runs `command` on the server; true when it exits with status 0. */
+export async function commandSucceeds(conn: SshConnection, command: string): Promise<boolean> {
+  let ch: Channel;
+  try {
+    ch = await openCommand(conn, command);
+  } catch (e) {
+    if (e instanceof RemoteRefusedError) return false;
+    throw e;
+  }
+  ch.stdout.discard();
+  ch.stderr.discard();
+  await ch.closed;
+  return ch.exit?.code === 0;
 }
