@@ -125,6 +125,9 @@ Deno.test("private key formats log in", opts, async (t) => {
         assert.equal(r.code, 1);
         assert.match(r.stdout, /FATAL ERROR: .*wrong passphrase/, file);
       }
+      const empty = await unlockOnPty(join(s.dir, "locked3.Argon2id.ppk"), "", "true");
+      assert.equal(empty.code, 1);
+      assert.match(empty.stdout, /FATAL ERROR: .*wrong passphrase/, "empty passphrase");
     });
   } finally {
     await s.stop();

@@ -88,7 +88,7 @@ function ppkMacInput(f: PpkFile, privatePlain: Uint8Array): Uint8Array {
     .string(f.publicBlob).string(privatePlain).done();
 }
 
-function decryptPpk(f: PpkFile, passphrase: string): Uint8Array {
+async function decryptPpk(f: PpkFile, passphrase: string): Promise<Uint8Array> {
   if (f.encryption === "none") {
     const macKey = f.version === 2
       ? createHash("sha1").update("putty-private-key-file-mac-key").digest()
@@ -101,7 +101,7 @@ function decryptPpk(f: PpkFile, passphrase: string): Uint8Array {
   }
   const pass = Buffer.from(passphrase, "utf8");
   if (f.version === 3) {
-    const { key, iv, macKey } = ppkV3Keys(f, pass);
+    const { key, iv, macKey } = await ppkV3Keys(f, pass);
     const decipher = createDecipheriv("aes-256-cbc", key, iv);
     decipher.setAutoPadding(false);
     const plain = new Uint8Array(
@@ -127,7 +127,7 @@ function decryptPpk(f: PpkFile, passphrase: string): Uint8Array {
  * PPK version 3: the passphrase through Argon2 (the file's flavour, memory, passes, lanes and
  * salt) gives 80 bytes: the AES-256 key, the CBC IV and the HMAC-SHA-256 key, as PuTTY does.
  */
-function ppkV3Keys(f: PpkFile, pass: Uint8Array) {
+async function ppkV3Keys(f: PpkFile, pass: Uint8Array) {
   const flavour = f.headers.get("Key-Derivation") ?? "";
   if (flavour !== "Argon2id" && flavour !== "Argon2i" && flavour !== "Argon2d") {
     throw new KeyFileError(`unsupported key derivation "${flavour}"`);
@@ -139,7 +139,10 @@ function ppkV3Keys(f: PpkFile, pass: Uint8Array) {
   };
   const saltHex = f.headers.get("Argon2-Salt") ?? "";
   if (!/^([0-9a-fA-F]{2})+$/.test(saltHex)) throw new KeyFileError("bad or missing Argon2-Salt");
-  const derived = argon2(pass, {
+  // puttygen writes a key without encryption when given an empty passphrase, so an empty one
+  // cannot be right (and Argon2 here cannot take it).
+  if (pass.length === 0) throw new KeyFileError("wrong passphrase");
+  const derived = await argon2(pass, {
     flavour,
     memoryKiB: num("Argon2-Memory"),
     passes: num("Argon2-Passes"),
@@ -210,7 +213,11 @@ function ppkToOpenssh(f: PpkFile, privatePlain: Uint8Array): string {
 }
 
 /** Reads a key file's text; `passphrase` is needed only when needsPassphrase() said so. */
-export function loadPrivateKey(path: string, text: string, passphrase?: string): LoadedKey {
+export async function loadPrivateKey(
+  path: string,
+  text: string,
+  passphrase?: string,
+): Promise<LoadedKey> {
   if (isPpk(text)) {
     let f: PpkFile;
     try {
@@ -220,7 +227,7 @@ export function loadPrivateKey(path: string, text: string, passphrase?: string):
       throw new KeyFileError(`${path}: unreadable PuTTY key file`);
     }
     try {
-      const plain = decryptPpk(f, passphrase ?? "");
+      const plain = await decryptPpk(f, passphrase ?? "");
       return { key: ppkToOpenssh(f, plain), comment: f.comment };
     } catch (e) {
       throw new KeyFileError(`${path}: ${e instanceof Error ? e.message : e}`);

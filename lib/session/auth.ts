@@ -65,7 +65,7 @@ export async function prepareAuth(
       }
       passphrase = await ui.prompt(`Passphrase for key "${cfg.keyFile}": `, false);
     }
-    key = loadPrivateKey(cfg.keyFile, text, passphrase);
+    key = await loadPrivateKey(cfg.keyFile, text, passphrase);
   }
   const sock = Deno.env.get("SSH_AUTH_SOCK");
   return { user, key, agentSocket: cfg.tryAgent && sock ? sock : undefined };
