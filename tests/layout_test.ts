@@ -138,7 +138,6 @@ const AWAITING_SPLIT = new Set([
   "lib/config/options.ts",
   "lib/config/sessions.ts",
   "lib/sftp/client.ts",
-  "lib/share/mux.ts",
   "lib/ssh/connection.ts",
 ]);
 

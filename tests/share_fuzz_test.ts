@@ -19,7 +19,7 @@ import { fdCount } from "./fixtures/proc.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId, sharePaths } from "../lib/share/socket_path.ts";
-import { MAX_SHARE_MESSAGE } from "../lib/share/socket_port.ts";
+import { MAX_SHARE_MESSAGE } from "../lib/share/limits.ts";
 import { message, MSG, readUint32, type SshWriter } from "../lib/ssh/wire.ts";
 
 const SEED = Number(Deno.env.get("PK_FUZZ_SEED") ?? 20261125);

@@ -18,7 +18,7 @@ import { Buffer } from "node:buffer";
 import ssh2Crypto from "ssh2/lib/protocol/crypto.js";
 import { openTransport } from "../lib/transport/transport.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
-import { DIRECT_LIMITS } from "../lib/session/connect.ts";
+import { DIRECT_LIMITS } from "../lib/share/limits.ts";
 import { startLoopbackServer } from "../scripts/loopback_server.ts";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));

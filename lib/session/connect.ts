@@ -13,7 +13,8 @@
 
 import type { PuttyConfig } from "../config/sessions.ts";
 import { ConfigError } from "../config/types.ts";
-import { type ConnectionLimits, SshConnection } from "../ssh/connection.ts";
+import { SshConnection } from "../ssh/connection.ts";
+import { DIRECT_LIMITS } from "../share/limits.ts";
 import { portPair } from "../ssh/packet_port.ts";
 import { connectionId, parentDir } from "../share/socket_path.ts";
 import { decideSharing, type ShareDecision } from "../share/rendezvous.ts";
@@ -23,13 +24,6 @@ import type { ShareListener } from "../share/upstream.ts";
 import type { PacketLog } from "../log/log_files.ts";
 import { osErrorText } from "../util/error_text.ts";
 import { type Interaction, keyHost } from "./interaction.ts";
-
-/** Limits for our own session when we hold the real connection (no sharing-socket limit). */
-export const DIRECT_LIMITS: ConnectionLimits = {
-  window: 2 * 1024 * 1024,
-  maxPacket: 32768,
-  maxSend: 32768,
-};
 
 export type Role = "downstream" | "upstream" | "direct";
 

@@ -4,7 +4,8 @@
  * ssh2: this is all a downstream tool loads to reach the server.
  */
 
-import { SHARING_LIMITS, SshConnection } from "../ssh/connection.ts";
+import { SshConnection } from "../ssh/connection.ts";
+import { SHARING_LIMITS } from "./limits.ts";
 import { type Greeting, SocketPort } from "./socket_port.ts";
 import { VERSION } from "../version.ts";
 

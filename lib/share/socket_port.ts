@@ -15,10 +15,9 @@ import {
   utf8,
   writeUint32,
 } from "../ssh/wire.ts";
+import { MAX_SHARE_MESSAGE } from "./limits.ts";
 
 export const GREETING_PREFIX = "SSHCONNECTION@putty.projects.tartarus.org-2.0-";
-/** Largest message on the sharing socket, including its 4-byte length field. */
-export const MAX_SHARE_MESSAGE = 0x4010;
 const MAX_GREETING = 1024;
 /** How long close() waits for queued messages to be written to a peer that isn't reading. */
 const CLOSE_FLUSH_MS = 2000;

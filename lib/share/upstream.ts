@@ -8,10 +8,8 @@
 import type { ConnectionMux } from "./mux.ts";
 import { retireSocket } from "./rendezvous.ts";
 import type { SharePaths } from "./socket_path.ts";
-import { MAX_SHARE_MESSAGE, SocketPort } from "./socket_port.ts";
-
-/** Largest CHANNEL_DATA payload that fits a sharing message (length + type + id + string len). */
-export const SHARE_MAX_DATA = MAX_SHARE_MESSAGE - 4 - 1 - 4 - 4 - 4;
+import { SocketPort } from "./socket_port.ts";
+import { SHARE_MAX_DATA } from "./limits.ts";
 
 export class ShareListener {
   private mux?: ConnectionMux;

@@ -29,13 +29,6 @@ export interface ConnectionLimits {
   maxSend: number;
 }
 
-/** Over the sharing socket a message may not exceed 0x4010 bytes including its length field. */
-export const SHARING_LIMITS: ConnectionLimits = {
-  window: 2 * 1024 * 1024,
-  maxPacket: 0x4000,
-  maxSend: 0x4000,
-};
-
 export interface ExitStatus {
   /** Remote exit code, or null when the command died of a signal or reported nothing. */
   code: number | null;
