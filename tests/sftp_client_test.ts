@@ -6,7 +6,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FX, isDirectory, isRegularFile, OPEN, SftpClient, SftpError } from "../lib/sftp/client.ts";
+import { SftpClient } from "../lib/sftp/client.ts";
+import { FX, isDirectory, isRegularFile, OPEN, SftpError } from "../lib/sftp/protocol.ts";
 import { download, upload } from "../lib/files/sftp_pipeline.ts";
 import { startSshd } from "./fixtures/sshd.ts";
 import { connectTo } from "./fixtures/connect.ts";

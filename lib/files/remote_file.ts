@@ -6,14 +6,8 @@
  * connection still allows.
  */
 
-import {
-  type Attrs,
-  FX,
-  OPEN,
-  type SftpClient,
-  SftpError,
-  type SftpHandle,
-} from "../sftp/client.ts";
+import { type SftpClient, type SftpHandle } from "../sftp/client.ts";
+import { type Attrs, FX, OPEN, SftpError } from "../sftp/protocol.ts";
 import {
   type ExistingTarget,
   type Temporaries,

@@ -3,14 +3,8 @@
  * renamed into place, downloads of single files, trees and wildcards globbed on our side.
  */
 
-import {
-  type Attrs,
-  isDirectory,
-  OPEN,
-  type SftpClient,
-  SftpError,
-  type SftpHandle,
-} from "../sftp/client.ts";
+import { type SftpClient, type SftpHandle } from "../sftp/client.ts";
+import { type Attrs, isDirectory, OPEN, SftpError } from "../sftp/protocol.ts";
 import { download, upload } from "./sftp_pipeline.ts";
 import { RemoteFileWriter } from "./remote_file.ts";
 import {

@@ -9,12 +9,8 @@
  * default want_close), or at once when either side fails.
  */
 
-import {
-  type Channel,
-  ChannelOpenError,
-  type IncomingChannel,
-  type SshConnection,
-} from "../ssh/connection.ts";
+import { ChannelOpenError, type IncomingChannel, type SshConnection } from "../ssh/connection.ts";
+import { type Channel } from "../ssh/channel.ts";
 import { osErrorText } from "../util/error_text.ts";
 
 const CHUNK = 32768;

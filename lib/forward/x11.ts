@@ -13,7 +13,8 @@
  * (see lib/share/mux.ts).
  */
 
-import type { Channel, IncomingChannel, SshConnection } from "../ssh/connection.ts";
+import type { IncomingChannel, SshConnection } from "../ssh/connection.ts";
+import type { Channel } from "../ssh/channel.ts";
 import { OPEN_FAILURE } from "../ssh/wire.ts";
 import { bridge, writeAll } from "./bridge.ts";
 import { osErrorText } from "../util/error_text.ts";

@@ -6,8 +6,10 @@
  *  - -scp: the SCP command only.
  */
 
-import type { Channel, SshConnection } from "../ssh/connection.ts";
-import { SftpClient, SftpUnavailableError } from "../sftp/client.ts";
+import type { SshConnection } from "../ssh/connection.ts";
+import type { Channel } from "../ssh/channel.ts";
+import { SftpClient } from "../sftp/client.ts";
+import { SftpUnavailableError } from "../sftp/protocol.ts";
 import { openCommand } from "../session/main_channel.ts";
 
 export type TransferSession =

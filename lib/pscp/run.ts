@@ -21,7 +21,7 @@ import { parseRemoteSpec, remoteColon, type RemoteSpec } from "../files/paths.ts
 import { listDirectory, SftpDownloadSource, SftpUploadTarget } from "../files/sftp_endpoint.ts";
 import { lsCommand, startFileTransfer, type TransferSession } from "./protocol_choice.ts";
 import { commandSucceeds, openCommand } from "../session/main_channel.ts";
-import { SftpError } from "../sftp/client.ts";
+import { SftpError } from "../sftp/protocol.ts";
 import { Temporaries } from "../files/temporaries.ts";
 
 export type PscpJob =

@@ -6,7 +6,7 @@
  */
 
 import { atoi } from "../config/sessions.ts";
-import { SftpError } from "../sftp/client.ts";
+import { SftpError } from "../sftp/protocol.ts";
 import { applyChmod, type ChmodChange, parseChmodMode } from "./chmod_mode.ts";
 import { splitCommandLine } from "./command_line.ts";
 import { printable } from "../util/printable.ts";

@@ -10,7 +10,8 @@
  * file is the point of resuming.
  */
 
-import { type Attrs, OPEN, SftpError, type SftpHandle } from "../sftp/client.ts";
+import { type SftpHandle } from "../sftp/client.ts";
+import { type Attrs, OPEN, SftpError } from "../sftp/protocol.ts";
 import { download, upload } from "../files/sftp_pipeline.ts";
 import { printable } from "../util/printable.ts";
 import { osErrorText } from "../util/error_text.ts";

@@ -8,7 +8,8 @@
  * ends psftp the way PuTTY's connection_fatal does, is thrown as FatalError.
  */
 
-import { type Attrs, type SftpClient, SftpError } from "../sftp/client.ts";
+import { type SftpClient } from "../sftp/client.ts";
+import { type Attrs, SftpError } from "../sftp/protocol.ts";
 import { errorMessage, printable } from "../util/printable.ts";
 import { vettedNames } from "../files/paths.ts";
 import { Temporaries } from "../files/temporaries.ts";

@@ -3,7 +3,7 @@
  * (PuTTY's scp_get_sink_action and friends, SCP half).
  */
 
-import type { Channel } from "../ssh/connection.ts";
+import type { Channel } from "../ssh/channel.ts";
 import {
   type DownloadSource,
   FatalError,

@@ -10,7 +10,8 @@
  * The steps run in batches, one exec channel at a time, beside the SCP session.
  */
 
-import { ConnectionClosedError, type SshConnection } from "../ssh/connection.ts";
+import { type SshConnection } from "../ssh/connection.ts";
+import { ConnectionClosedError } from "../ssh/channel.ts";
 import type { Reporter } from "../files/endpoint.ts";
 import { printable } from "../util/printable.ts";
 import { openCommand } from "../session/main_channel.ts";

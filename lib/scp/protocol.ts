@@ -10,7 +10,7 @@
  *   status/replies  "\0" ok, "\1<text>\n" error (this file), "\2<text>\n" fatal
  */
 
-import type { Channel } from "../ssh/connection.ts";
+import type { Channel } from "../ssh/channel.ts";
 import { FatalError } from "../files/endpoint.ts";
 import { ByteReader, StreamEnded } from "./reader.ts";
 

@@ -3,7 +3,7 @@
  * file data handed on in the chunks it arrived in (so a 200 MB file is never held in memory).
  */
 
-import type { ChunkSource } from "../ssh/connection.ts";
+import type { ChunkSource } from "../ssh/channel.ts";
 
 /** The channel ended (EOF or connection loss) where the protocol wanted more. */
 export class StreamEnded extends Error {}

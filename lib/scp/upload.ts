@@ -9,7 +9,7 @@
  * and targets the remote shell would split or expand (ScpPlace.safe false).
  */
 
-import type { Channel } from "../ssh/connection.ts";
+import type { Channel } from "../ssh/channel.ts";
 import { FileError, type FileMeta, type Reporter, type UploadTarget } from "../files/endpoint.ts";
 import { printable } from "../util/printable.ts";
 import { type Temporaries, type Temporary, temporaryPath } from "../files/temporaries.ts";

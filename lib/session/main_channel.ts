@@ -5,7 +5,8 @@
  */
 
 import type { X11Request } from "../forward/x11.ts";
-import type { Channel, SshConnection } from "../ssh/connection.ts";
+import type { SshConnection } from "../ssh/connection.ts";
+import type { Channel } from "../ssh/channel.ts";
 
 export interface PtyRequest {
   term: string;

@@ -4,7 +4,7 @@
  * an X11 channel gets before its owner is known.
  */
 
-import type { ConnectionLimits } from "../ssh/connection.ts";
+import type { ConnectionLimits } from "../ssh/channel.ts";
 
 /** Largest message on the sharing socket, including its 4-byte length field. */
 export const MAX_SHARE_MESSAGE = 0x4010;

@@ -5,7 +5,7 @@
  */
 
 import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
-import { ConnectionClosedError } from "../ssh/connection.ts";
+import { ConnectionClosedError } from "../ssh/channel.ts";
 import { after } from "../util/timer.ts";
 import {
   DISCONNECT_PROTOCOL_ERROR,
