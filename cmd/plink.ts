@@ -3,7 +3,8 @@
  * exit status becomes ours. With -share it uses or becomes the upstream of a shared connection.
  */
 
-import { parseCommandLine, type ParsedCommandLine, PLINK } from "../lib/config/options.ts";
+import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
+import { PLINK } from "../lib/config/tool_specs.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import type { Connected } from "../lib/session/connect.ts";
 import { keyHost } from "../lib/session/interaction.ts";

@@ -3,7 +3,8 @@
  * It never becomes a sharing upstream: with -share it uses a live upstream, else connects alone.
  */
 
-import { parseCommandLine, type ParsedCommandLine, PSCP } from "../lib/config/options.ts";
+import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
+import { PSCP } from "../lib/config/tool_specs.ts";
 import type { PuttyConfig } from "../lib/config/sessions.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import { connect, type Connected } from "../lib/session/connect.ts";

@@ -4,7 +4,8 @@
  * otherwise), batch files, signals and the exit status.
  */
 
-import { parseCommandLine, type ParsedCommandLine, PSFTP } from "../lib/config/options.ts";
+import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
+import { PSFTP } from "../lib/config/tool_specs.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import { connectSftp } from "../lib/psftp/connect_sftp.ts";
 import { batchLines, runBatch, runInteractive } from "../lib/psftp/command_loop.ts";

@@ -6,7 +6,8 @@
  * it stays until its downstreams have finished, and says so.
  */
 
-import { parseCommandLine, type ParsedCommandLine, PUTTY } from "../lib/config/options.ts";
+import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
+import { PUTTY } from "../lib/config/tool_specs.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import { runMainSession } from "../lib/terminal/main_session.ts";
 import { VERSION } from "../lib/version.ts";

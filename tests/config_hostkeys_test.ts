@@ -429,7 +429,8 @@ Deno.test({
   name: "user name precedence agrees with real plink, pscp and psftp",
   ignore: !canRunSshd,
 }, async () => {
-  const { parseCommandLine, PLINK, PSCP, PSFTP } = await import("../lib/config/options.ts");
+  const { parseCommandLine } = await import("../lib/config/command_line.ts");
+  const { PLINK, PSCP, PSFTP } = await import("../lib/config/tool_specs.ts");
   const key = await sshKeygen("ed25519");
   const sshd = await startSshd(key.file);
   try {

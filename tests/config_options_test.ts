@@ -6,16 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  canonicalManualHostKey,
-  parseCommandLine,
-  type ParseOptions,
-  PLINK,
-  PSCP,
-  PSFTP,
-  PUTTY,
-  type ToolSpec,
-} from "../lib/config/options.ts";
+import { parseCommandLine } from "../lib/config/command_line.ts";
+import { type ParseOptions } from "../lib/config/common_options.ts";
+import { canonicalManualHostKey } from "../lib/config/manual_host_key.ts";
+import { PLINK, PSCP, PSFTP, PUTTY, type ToolSpec } from "../lib/config/tool_specs.ts";
 import { defaultPuttyConfig, saveSession } from "../lib/config/sessions.ts";
 import { ConfigError } from "../lib/config/types.ts";
 
@@ -492,7 +486,7 @@ Deno.test("-hostkey: repeatable, canonicalised like validate_manual_hostkey", ()
 
 Deno.test("the parser module stays light (no crypto in its import graph)", async () => {
   const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", new URL("../lib/config/options.ts", import.meta.url).pathname],
+    args: ["info", "--json", new URL("../lib/config/command_line.ts", import.meta.url).pathname],
     stdout: "piped",
     stderr: "null",
   });
@@ -503,7 +497,7 @@ Deno.test("the parser module stays light (no crypto in its import graph)", async
   }
   assert.ok(specifiers.length > 0);
   for (const s of specifiers) {
-    assert.ok(!/crypto|hostkeys|ssh2/.test(s), `options.ts imports ${s}`);
+    assert.ok(!/crypto|hostkeys|ssh2/.test(s), `command_line.ts imports ${s}`);
   }
 });
 

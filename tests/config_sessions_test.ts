@@ -23,7 +23,8 @@ import {
   settingsToConfig,
   unescapeSessionName,
 } from "../lib/config/sessions.ts";
-import { parseCommandLine, PLINK } from "../lib/config/options.ts";
+import { parseCommandLine } from "../lib/config/command_line.ts";
+import { PLINK } from "../lib/config/tool_specs.ts";
 
 function envOf(vars: Record<string, string>) {
   return (name: string) => vars[name];

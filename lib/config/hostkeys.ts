@@ -37,7 +37,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { canonicalManualHostKey } from "./options.ts";
+import { canonicalManualHostKey } from "./manual_host_key.ts";
 import { type Env, processEnv, puttyDir, replaceFile } from "./sessions.ts";
 
 export type HostKeyStatus = "match" | "mismatch" | "unknown";

@@ -6,7 +6,7 @@
  * psftp never becomes an upstream.
  */
 
-import type { ParsedCommandLine } from "../config/options.ts";
+import type { ParsedCommandLine } from "../config/command_line.ts";
 import { connect } from "../session/connect.ts";
 import type { Interaction } from "../session/interaction.ts";
 import { SftpClient } from "../sftp/client.ts";
