@@ -4,7 +4,7 @@
  * share around a connection (signals, the terminal, -N).
  */
 
-import type { PuttyConfig } from "../lib/config/sessions.ts";
+import type { PuttyConfig } from "../lib/config/types.ts";
 import { printable } from "../lib/util/printable.ts";
 import { agentForwardingPermitted } from "../lib/forward/agent.ts";
 import { type Forwardings, startForwardings } from "../lib/forward/forwardings.ts";

@@ -5,7 +5,7 @@
 
 import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
 import { PSCP } from "../lib/config/tool_specs.ts";
-import type { PuttyConfig } from "../lib/config/sessions.ts";
+import type { PuttyConfig } from "../lib/config/types.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import { connect, type Connected } from "../lib/session/connect.ts";
 import { FatalError, type Reporter } from "../lib/files/endpoint.ts";

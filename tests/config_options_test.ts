@@ -10,7 +10,8 @@ import { parseCommandLine } from "../lib/config/command_line.ts";
 import { type ParseOptions } from "../lib/config/common_options.ts";
 import { canonicalManualHostKey } from "../lib/config/manual_host_key.ts";
 import { PLINK, PSCP, PSFTP, PUTTY, type ToolSpec } from "../lib/config/tool_specs.ts";
-import { defaultPuttyConfig, saveSession } from "../lib/config/sessions.ts";
+import { saveSession } from "../lib/config/settings_file.ts";
+import { defaultPuttyConfig } from "../lib/config/types.ts";
 import { ConfigError } from "../lib/config/types.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "puttykit-options-" });

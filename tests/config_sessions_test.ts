@@ -8,21 +8,23 @@ import { userInfo } from "node:os";
 import {
   configToSettings,
   decodeSettingsMap,
-  defaultPuttyConfig,
   deleteSession,
   encodeSettingsMap,
-  escapeSessionName,
-  listSessions,
   loadSession,
   parseSettings,
-  puttyDir,
   readSessionSettings,
   saveSession,
+  settingsToConfig,
+} from "../lib/config/settings_file.ts";
+import {
+  escapeSessionName,
+  listSessions,
+  puttyDir,
   sessionPath,
   sessionsDir,
-  settingsToConfig,
   unescapeSessionName,
-} from "../lib/config/sessions.ts";
+} from "../lib/config/putty_dir.ts";
+import { defaultPuttyConfig } from "../lib/config/types.ts";
 import { parseCommandLine } from "../lib/config/command_line.ts";
 import { PLINK } from "../lib/config/tool_specs.ts";
 

@@ -19,7 +19,8 @@ import {
   spawnOurs,
   waitFor,
 } from "./fixtures/tools.ts";
-import { defaultPuttyConfig, saveSession } from "../lib/config/sessions.ts";
+import { saveSession } from "../lib/config/settings_file.ts";
+import { defaultPuttyConfig } from "../lib/config/types.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
 

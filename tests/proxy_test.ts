@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { freePort, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { acceptsTcp, collect, runOurs, runReal, spawn, waitFor } from "./fixtures/tools.ts";
-import { defaultPuttyConfig, type PuttyConfig, saveSession } from "../lib/config/sessions.ts";
+import { saveSession } from "../lib/config/settings_file.ts";
+import { defaultPuttyConfig, type PuttyConfig } from "../lib/config/types.ts";
 import { formatProxyCommand, proxyFor } from "../lib/transport/proxy.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

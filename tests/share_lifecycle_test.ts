@@ -11,7 +11,7 @@ import { dirname } from "node:path";
 import { type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { collect, runOurs, runReal, spawnOurs, waitFor } from "./fixtures/tools.ts";
 import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
-import { sessionPath } from "../lib/config/sessions.ts";
+import { sessionPath } from "../lib/config/putty_dir.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { sharePaths } from "../lib/share/socket_path.ts";
 

@@ -45,17 +45,16 @@
  */
 
 import { ConfigError } from "./types.ts";
+import { atoi } from "./forwarding_spec.ts";
+import { hostStrchr } from "./forwarding_spec.ts";
+import { passwdEntry, puttyDir } from "./putty_dir.ts";
 import {
-  atoi,
   type Env,
-  hostStrchr,
-  passwdEntry,
   processEnv,
   type Protocol,
   PROTOCOL_DEFAULT_PORTS,
   type PuttyConfig,
-  puttyDir,
-} from "./sessions.ts";
+} from "./types.ts";
 import {
   load,
   type ParseOptions,

@@ -4,18 +4,10 @@
  */
 
 import { ConfigError } from "./types.ts";
-import {
-  addPortForward,
-  atoi,
-  type Env,
-  hostStrchr,
-  type LoadOptions,
-  loadSession,
-  parsePortForwardKey,
-  type Protocol,
-  PROTOCOL_DEFAULT_PORTS,
-  type PuttyConfig,
-} from "./sessions.ts";
+import { type LoadOptions, loadSession } from "./settings_file.ts";
+import { atoi } from "./forwarding_spec.ts";
+import { addPortForward, hostStrchr, parsePortForwardKey } from "./forwarding_spec.ts";
+import { type Env, type Protocol, PROTOCOL_DEFAULT_PORTS, type PuttyConfig } from "./types.ts";
 import { canonicalManualHostKey } from "./manual_host_key.ts";
 import type { ToolSpec } from "./tool_specs.ts";
 

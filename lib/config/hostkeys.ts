@@ -21,24 +21,14 @@
  * Storing rewrites the file through a temporary file and rename(), dropping lines with the same
  * prefix and appending the new one at the end.
  *
- * Public API:
- *   hostKeysPath(env?)                          the cache file
- *   parseHostKeyBlob(blob)                      { algorithm, cacheId, cacheValue, bits }
- *   hostKeyCacheEntry(blob)                     { keyType, value }: PuTTY's cache id and string
- *   checkHostKey(host, port, blob, env?)        "match" | "mismatch" | "unknown"
- *   storedHostKeyTypes(host, port, env?)        cache ids stored for host:port (PuTTY's
- *                                               have_ssh_host_key, used to prefer known types)
- *   storeHostKey(host, port, blob, env?)        add/replace the entry (atomic rewrite)
- *   fingerprintSha256(blob) / fingerprintMd5(blob)   "SHA256:<base64, no =>" / "aa:bb:…:pp"
- *   hostKeyFingerprint(blob, "sha256" | "md5")  PuTTY's display form "ssh-ed25519 255 SHA256:…"
- *   hostKeyMatchesManual(list, blob)            the -hostkey / SSHManualHostKeys check
- *
  * Only loaded on the direct-connection path (uses node:crypto).
  */
 
 import { createHash } from "node:crypto";
 import { canonicalManualHostKey } from "./manual_host_key.ts";
-import { type Env, processEnv, puttyDir, replaceFile } from "./sessions.ts";
+import { replaceFile } from "./settings_file.ts";
+import { puttyDir } from "./putty_dir.ts";
+import { type Env, processEnv } from "./types.ts";
 
 export type HostKeyStatus = "match" | "mismatch" | "unknown";
 

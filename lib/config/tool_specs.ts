@@ -3,7 +3,7 @@
  * (unix/plink.c, pscp.c, psftp.c, unix/main-gtk-simple.c) say: PLINK, PSCP, PSFTP, PUTTY.
  */
 
-import { ALL_PROTOCOLS, type Protocol, type PuttyConfig } from "./sessions.ts";
+import { ALL_PROTOCOLS, type Protocol, type PuttyConfig } from "./types.ts";
 
 /** A tool-specific option (one cmdline.c doesn't know). */
 export interface ToolOption {

@@ -1,7 +1,8 @@
 /**
- * The one configuration every front-end works from: what PuTTY calls a Conf. Built from PuTTY's
- * defaults, then a saved session (-load, or a host name matching a saved session), then the
- * command line, in that order of precedence (later wins).
+ * The one configuration every front-end works from: what PuTTY calls a Conf (PuttyConfig, with
+ * the SessionConfig part the connection code reads). Built from PuTTY's defaults, then a saved
+ * session (-load, or a host name matching a saved session), then the command line, in that
+ * order of precedence (later wins).
  */
 
 export type AddressFamily = "any" | "ipv4" | "ipv6";
@@ -90,3 +91,127 @@ export function defaultConfig(): SessionConfig {
 
 /** A usage error: the command line or a saved session asked for something impossible. */
 export class ConfigError extends Error {}
+
+/** Environment accessor; the default reads the process environment. */
+export type Env = (name: string) => string | undefined;
+
+export const processEnv: Env = (name) => Deno.env.get(name);
+
+/** PuTTY's back ends, by their id (the Protocol key and the -ssh, -telnet, ... options). */
+export type Protocol = "ssh" | "ssh-connection" | "telnet" | "rlogin" | "raw" | "serial" | "supdup";
+
+export const PROTOCOL_DEFAULT_PORTS: Record<Protocol, number> = {
+  "ssh": 22,
+  "ssh-connection": 0,
+  "telnet": 23,
+  "rlogin": 513,
+  "raw": 0,
+  "serial": 0,
+  "supdup": 95,
+};
+
+export const ALL_PROTOCOLS = Object.keys(PROTOCOL_DEFAULT_PORTS) as Protocol[];
+
+/** ProxyMethod (conf-enums.h proxy_type storage values 0..8). */
+export type ProxyType =
+  | "none"
+  | "socks4"
+  | "socks5"
+  | "http"
+  | "telnet"
+  | "cmd"
+  | "ssh-tcpip"
+  | "ssh-exec"
+  | "ssh-subsystem";
+
+export const PROXY_TYPES: ProxyType[] = [
+  "none",
+  "socks4",
+  "socks5",
+  "http",
+  "telnet",
+  "cmd",
+  "ssh-tcpip",
+  "ssh-exec",
+  "ssh-subsystem",
+];
+
+/** A forwarding, with PuTTY's optional address-family prefix on the key ("4L8080", "6R22"). */
+export interface PuttyPortForward extends PortForward {
+  addressFamily?: "ipv4" | "ipv6";
+}
+
+/**
+ * SessionConfig plus the further PuTTY settings the command line and saved sessions carry. Every
+ * PuttyConfig is a SessionConfig; the extra fields are for front-ends that care.
+ */
+export interface PuttyConfig extends SessionConfig {
+  /** Protocol (the back end); puttykit implements "ssh" only, front-ends refuse the others. */
+  protocol: Protocol;
+  portForwards: PuttyPortForward[];
+  /** X11Forward (-X / -x). */
+  x11Forward: boolean;
+  /** X11Display: the local display to forward to; empty for $DISPLAY. */
+  x11Display: string;
+  /** LocalPortAcceptAll: -L/-D without a bind address listen on every interface, not loopback. */
+  localPortAcceptAll: boolean;
+  /** RemotePortAcceptAll: -R without a bind address asks the server for "" (all), not localhost. */
+  remotePortAcceptAll: boolean;
+  /** LogHost (-loghost): the logical host name, used for the host key cache when not empty. */
+  logHost: string;
+  /** SshNoTrivialAuth (-no-trivial-auth). */
+  noTrivialAuth: boolean;
+  /** DetachedCertificate (-cert). */
+  certFile?: string;
+  /** UserNameFromEnvironment: use the local user name when none is configured. */
+  userNameFromEnvironment: boolean;
+  /** SshProt: 2 (the default, stored 3) or 1 (-1, stored 0). */
+  sshVersion: 1 | 2;
+  /** PreferKnownHostKeys: list host key types already cached first in KEXINIT. */
+  preferKnownHostKeys: boolean;
+  /** ProxyMethod; "cmd" is -proxycmd. */
+  proxyType: ProxyType;
+  /** ProxyTelnetCommand: the -proxycmd command, or what a telnet proxy is sent. */
+  proxyCommand?: string;
+  /** ProxyHost / ProxyPort: the proxy server (SOCKS, HTTP, telnet). */
+  proxyHost: string;
+  proxyPort: number;
+  /** ProxyUsername / ProxyPassword (SOCKS 5, HTTP, %user / %pass). */
+  proxyUsername: string;
+  proxyPassword: string;
+  /** ProxyExcludeList: hosts reached directly ("*.example.com", "192.168.*", names). */
+  proxyExcludeList: string;
+  /** ProxyLocalhost: proxy connections to this machine too. */
+  proxyLocalhost: boolean;
+  /** -nc host:port: tunnel to this address instead of a session (never saved). */
+  ncHost?: string;
+  ncPort?: number;
+  /** -sshlog / -sshrawlog / -sessionlog (LogFileName, LogType). */
+  logFile?: string;
+  logType?: "printable" | "session" | "packets" | "raw";
+  /** -logoverwrite / -logappend (LogFileClash); undefined means ask. */
+  logClash?: "overwrite" | "append";
+}
+
+export function defaultPuttyConfig(): PuttyConfig {
+  return {
+    ...defaultConfig(),
+    protocol: "ssh",
+    x11Forward: false,
+    x11Display: "",
+    localPortAcceptAll: false,
+    remotePortAcceptAll: false,
+    logHost: "",
+    noTrivialAuth: false,
+    userNameFromEnvironment: false,
+    sshVersion: 2,
+    preferKnownHostKeys: true,
+    proxyType: "none",
+    proxyHost: "proxy",
+    proxyPort: 80,
+    proxyUsername: "",
+    proxyPassword: "",
+    proxyExcludeList: "",
+    proxyLocalhost: false,
+  };
+}

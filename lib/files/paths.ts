@@ -4,7 +4,7 @@
  * server from writing outside the target area, and PuTTY's name order.
  */
 
-import { hostStrchr } from "../config/sessions.ts";
+import { hostStrchr } from "../config/forwarding_spec.ts";
 
 /**
  * PuTTY's colon(): the index of the colon separating host from path, or -1 for a local path.

@@ -12,7 +12,7 @@
  * refused]". Failures to set up a forwarding, which PuTTY only logs, are also shown without -v.
  */
 
-import type { PuttyConfig, PuttyPortForward } from "../config/sessions.ts";
+import type { PuttyConfig, PuttyPortForward } from "../config/types.ts";
 import type { IncomingChannel, SshConnection } from "../ssh/connection.ts";
 import { OPEN_FAILURE } from "../ssh/wire.ts";
 import type { ForwardEnv } from "./bridge.ts";

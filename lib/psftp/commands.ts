@@ -5,7 +5,7 @@
  * file_transfer.ts.
  */
 
-import { atoi } from "../config/sessions.ts";
+import { atoi } from "../config/forwarding_spec.ts";
 import { SftpError } from "../sftp/protocol.ts";
 import { applyChmod, type ChmodChange, parseChmodMode } from "./chmod_mode.ts";
 import { splitCommandLine } from "./command_line.ts";

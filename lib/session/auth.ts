@@ -6,7 +6,7 @@
  * Loaded only on the direct-connection path.
  */
 
-import type { PuttyConfig } from "../config/sessions.ts";
+import type { PuttyConfig } from "../config/types.ts";
 import {
   checkHostKey,
   hostKeyFingerprint,

@@ -11,7 +11,7 @@
  * downstream of the multiplexer, so every role shares one code path for channels.
  */
 
-import type { PuttyConfig } from "../config/sessions.ts";
+import type { PuttyConfig } from "../config/types.ts";
 import { ConfigError } from "../config/types.ts";
 import { SshConnection } from "../ssh/connection.ts";
 import { DIRECT_LIMITS } from "../share/limits.ts";

@@ -3,7 +3,7 @@
  * library never prints), and the host name PuTTY keys host keys and sharing sockets on.
  */
 
-import type { PuttyConfig } from "../config/sessions.ts";
+import type { PuttyConfig } from "../config/types.ts";
 import type { PacketLog } from "../log/log_files.ts";
 
 export interface HostKeyQuestion {

@@ -16,7 +16,7 @@ import { Buffer } from "node:buffer";
 import { spawn } from "node:child_process";
 import { Socket } from "node:net";
 import { Duplex } from "node:stream";
-import type { PuttyConfig } from "../config/sessions.ts";
+import type { PuttyConfig } from "../config/types.ts";
 
 export class ProxyError extends Error {}
 
