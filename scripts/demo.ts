@@ -1,10 +1,12 @@
 /**
  * `deno task demo`: puttykit's main job on an embedded default. Starts a loopback SSH server
- * (npm:ssh2's Server, in this process), then runs our plink against it: once on its own, then as
- * a sharing upstream with several quick downstream commands through it, then pscp and psftp
- * through the same upstream (when the machine has an SFTP server or scp for the loopback server
- * to run), showing that the server authenticated once while every later command cost only a
- * channel.
+ * (npm:ssh2's Server, in this process, with its own SFTP server: nothing but Deno is needed),
+ * then runs our plink against it: once on its own, then as a sharing upstream with several quick
+ * downstream commands through it, then pscp up and down and a psftp batch through the same
+ * upstream, showing that the server authenticated once while every later command cost only a
+ * channel. Every step is checked (file contents byte for byte); the first that fails ends the
+ * demo with a line naming it and exit status 1, and a run that gets to the end says that each
+ * step ran and succeeded.
  */
 
 import { join } from "node:path";
@@ -14,6 +16,21 @@ import { startLoopbackServer } from "./loopback_server.ts";
 const MOD = fileURLToPath(new URL("../mod.ts", import.meta.url));
 const DENO = Deno.execPath();
 const dec = new TextDecoder();
+
+/** The steps every run must get through, in order. */
+const STEPS = ["plink", "sharing", "pscp upload", "pscp download", "psftp"] as const;
+type Step = typeof STEPS[number];
+const passed: Step[] = [];
+
+class StepFailed extends Error {
+  constructor(readonly step: Step, message: string) {
+    super(message);
+  }
+}
+
+function check(step: Step, ok: boolean, why: string): void {
+  if (!ok) throw new StepFailed(step, why);
+}
 
 function tool(name: string, args: string[], env: Record<string, string>): Deno.Command {
   return new Deno.Command("bash", {
@@ -40,60 +57,81 @@ async function timed(args: string[], env: Record<string, string>, name = "plink"
   };
 }
 
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([Deno.readFile(a), Deno.readFile(b)]).catch(() => [null, null]);
+  return x !== null && y !== null && x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/** A tool's stderr for a failure message: its last line, or that it said nothing. */
+function said(err: string): string {
+  return err.trim().split("\n").pop() || "(nothing on stderr)";
+}
+
 /** pscp up and down and a psftp batch, all as downstreams of the running upstream. */
 async function fileTransfers(): Promise<void> {
-  const can = await new Deno.Command("sh", {
-    args: [
-      "-c",
-      "command -v scp || ls /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  if (!can.success) {
-    console.log("(pscp/psftp skipped: this machine has neither sftp-server nor scp to serve them)");
-    return;
-  }
-  const local = join(puttyDir, "hello.txt");
+  const text = join(puttyDir, "hello.txt");
+  const binary = join(puttyDir, "data.bin");
   const remote = await Deno.makeTempDir({ prefix: "puttykit-demo-remote-" });
   try {
-    await Deno.writeTextFile(local, "hello through a shared connection\n");
+    await Deno.writeTextFile(text, "hello through a shared connection\n");
+    // Random bytes, larger than one SFTP request and the channel window: every byte is checked.
+    const data = new Uint8Array(3 * 1024 * 1024 + 12345);
+    for (let i = 0; i < data.length; i += 65536) {
+      crypto.getRandomValues(data.subarray(i, i + 65536));
+    }
+    await Deno.writeFile(binary, data);
+
     const up = await timed(
-      ["-share", "-batch", ...target.slice(0, 2), local, `${target[2]}:${remote}/`],
+      ["-share", "-batch", ...port, text, binary, `${userHost}:${remote}/`],
       env,
       "pscp",
     );
+    const upSame = up.code === 0 && await sameBytes(text, join(remote, "hello.txt")) &&
+      await sameBytes(binary, join(remote, "data.bin"));
     console.log(
-      `$ pscp -share hello.txt host:${remote}/   -> exit ${up.code} (${up.ms.toFixed(0)} ms)`,
+      `$ pscp -share hello.txt data.bin host:${remote}/   -> exit ${up.code}, ${
+        upSame ? "both identical on the server" : "NOT IDENTICAL"
+      } (${up.ms.toFixed(0)} ms)`,
     );
-    const back = join(puttyDir, "back.txt");
+    check("pscp upload", up.code === 0, `pscp exited ${up.code}: ${said(up.err)}`);
+    check("pscp upload", upSame, "the uploaded files differ from the originals");
+    passed.push("pscp upload");
+
+    const back = join(puttyDir, "back.bin");
     const down = await timed(
-      ["-share", "-batch", ...target.slice(0, 2), `${target[2]}:${remote}/hello.txt`, back],
+      ["-share", "-batch", ...port, `${userHost}:${remote}/data.bin`, back],
       env,
       "pscp",
     );
-    const same = down.code === 0 &&
-      (await Deno.readTextFile(back)) === (await Deno.readTextFile(local));
+    const downSame = down.code === 0 && await sameBytes(binary, back);
     console.log(
-      `$ pscp -share host:.../hello.txt back.txt   -> exit ${down.code}, ${
-        same ? "identical" : "DIFFERENT"
+      `$ pscp -share host:.../data.bin back.bin   -> exit ${down.code}, ${
+        downSame ? "identical" : "DIFFERENT"
       } (${down.ms.toFixed(0)} ms)`,
     );
+    check("pscp download", down.code === 0, `pscp exited ${down.code}: ${said(down.err)}`);
+    check("pscp download", downSame, "the downloaded file differs from the original");
+    passed.push("pscp download");
+
     const script = join(puttyDir, "batch.txt");
+    const got = join(puttyDir, "got.bin");
     await Deno.writeTextFile(
       script,
-      `cd ${remote}\nmkdir sub\nput ${local} sub/copy.txt\nls sub\n`,
+      `cd ${remote}\nmkdir sub\nput ${binary} sub/copy.bin\nls sub\nget sub/copy.bin ${got}\n`,
     );
-    const ps = await timed(["-share", "-batch", "-b", script, ...target], env, "psftp");
-    const listed = ps.out.split("\n").filter((l) => l.includes("copy.txt")).length > 0;
+    const ps = await timed(["-share", "-batch", "-b", script, ...port, userHost], env, "psftp");
+    const listed = /copy\.bin$/m.test(ps.out);
+    const psSame = ps.code === 0 && await sameBytes(binary, join(remote, "sub", "copy.bin")) &&
+      await sameBytes(binary, got);
     console.log(
-      `$ psftp -share -b batch.txt host   (cd, mkdir, put, ls)   -> exit ${ps.code}, ${
-        listed ? "copy.txt listed" : "copy.txt missing"
-      } (${ps.ms.toFixed(0)} ms)`,
+      `$ psftp -share -b batch.txt host   (cd, mkdir, put, ls, get)   -> exit ${ps.code}, ${
+        listed ? "copy.bin listed" : "copy.bin NOT LISTED"
+      }, ${psSame ? "put and got back identical" : "NOT IDENTICAL"} (${ps.ms.toFixed(0)} ms)`,
     );
-    if (up.code !== 0 || !same || ps.code !== 0 || !listed) {
-      throw new Error(`file transfer failed: ${up.err}${down.err}${ps.err}`);
-    }
+    check("psftp", ps.code === 0, `psftp exited ${ps.code}: ${said(ps.err)}`);
+    check("psftp", listed, "ls did not list sub/copy.bin");
+    check("psftp", psSame, "the file put and got back differs from the original");
+    passed.push("psftp");
   } finally {
     await Deno.remove(remote, { recursive: true }).catch(() => {});
   }
@@ -102,9 +140,12 @@ async function fileTransfers(): Promise<void> {
 const server = await startLoopbackServer();
 const puttyDir = await Deno.makeTempDir({ prefix: "puttykit-demo-" });
 const env = { PUTTYDIR: puttyDir };
-const target = ["-P", String(server.port), `${server.user}@${server.host}`];
+const port = ["-P", String(server.port)];
+const userHost = `${server.user}@${server.host}`;
+const target = [...port, userHost];
 const auth = ["-batch", "-hostkey", server.hostKeyFingerprint, "-pw", server.password];
 let upstream: Deno.ChildProcess | undefined;
+let failure: StepFailed | undefined;
 
 console.log(
   `Loopback SSH server on ${server.host}:${server.port} (host key ${server.hostKeyFingerprint})\n`,
@@ -115,22 +156,25 @@ try {
     ...target,
     "echo hello from $(uname -n), exit status 3; exit 3",
   ], env);
-  console.log(`$ plink ${server.user}@${server.host} 'echo hello...; exit 3'`);
+  console.log(`$ plink ${userHost} 'echo hello...; exit 3'`);
   console.log(
     `${direct.out.trimEnd()}\n  -> exit status ${direct.code}, ${
       direct.ms.toFixed(0)
     } ms (own connection)\n`,
   );
-  if (direct.code !== 3) throw new Error(`plink failed: ${direct.err}`);
+  check("plink", direct.code === 3, `plink exited ${direct.code}: ${said(direct.err)}`);
+  check("plink", direct.out.includes("hello from"), "plink's command printed nothing");
+  passed.push("plink");
 
-  console.log(`$ plink -share -N ${server.user}@${server.host} &    # becomes the upstream`);
+  console.log(`$ plink -share -N ${userHost} &    # becomes the upstream`);
   upstream = plink(["-share", ...auth, ...target, "-N"], env).spawn();
   const authBefore = server.authCount;
-  for (let i = 0; i < 100; i++) {
-    const probe = await plink(["-shareexists", ...target], env).output();
-    if (probe.code === 0) break;
-    await new Promise((r) => setTimeout(r, 50));
+  let live = false;
+  for (let i = 0; i < 100 && !live; i++) {
+    live = (await plink(["-shareexists", ...target], env).output()).code === 0;
+    if (!live) await new Promise((r) => setTimeout(r, 50));
   }
+  check("sharing", live, "the upstream's sharing socket did not appear within 5 s");
   for (let i = 1; i <= 5; i++) {
     const r = await timed(["-share", "-batch", ...target, `echo downstream ${i}: pid $$`], env);
     console.log(
@@ -138,13 +182,13 @@ try {
         r.ms.toFixed(0)
       } ms, exit ${r.code})`,
     );
-    if (r.code !== 0) throw new Error(`downstream failed: ${r.err}`);
+    check("sharing", r.code === 0, `downstream ${i} exited ${r.code}: ${said(r.err)}`);
+    check("sharing", r.out.includes(`downstream ${i}:`), `downstream ${i} printed nothing`);
   }
   const realPlink = await new Deno.Command("sh", {
     args: ["-c", "command -v plink"],
     stdout: "piped",
-  })
-    .output();
+  }).output();
   if (realPlink.code === 0) {
     const t0 = performance.now();
     const r = await new Deno.Command("plink", {
@@ -154,22 +198,39 @@ try {
       stderr: "piped",
     }).output();
     console.log(
-      `$ /usr/bin/plink -share ...   -> ${dec.decode(r.stdout).trim()}  (${
+      `$ ${dec.decode(realPlink.stdout).trim()} -share ...   -> ${dec.decode(r.stdout).trim()}  (${
         (performance.now() - t0).toFixed(0)
-      } ms)`,
+      } ms, exit ${r.code})`,
     );
+    check("sharing", r.code === 0, `PuTTY's plink exited ${r.code}: ${said(dec.decode(r.stderr))}`);
+  } else {
+    console.log("(PuTTY's own plink is not installed: it is not tried as a downstream of ours)");
   }
+  passed.push("sharing");
   await fileTransfers();
+  const upstreamAuths = server.authCount - authBefore;
   console.log(
-    `\nThe server authenticated ${
-      server.authCount - authBefore
-    } time(s) for the upstream and all ` +
+    `\nThe server authenticated ${upstreamAuths} time(s) for the upstream and all ` +
       `downstreams (${server.authCount} in total, including the first direct connection).`,
   );
+  check("sharing", upstreamAuths === 1, "the downstreams did not all use the upstream's login");
+} catch (e) {
+  if (!(e instanceof StepFailed)) throw e;
+  failure = e;
 } finally {
   upstream?.kill("SIGTERM");
   await upstream?.output();
   await server.close();
   await Deno.remove(puttyDir, { recursive: true });
 }
+if (failure) {
+  console.error(`\ndemo FAILED at step "${failure.step}": ${failure.message}`);
+  Deno.exit(1);
+}
+const missing = STEPS.filter((s) => !passed.includes(s));
+if (missing.length > 0) {
+  console.error(`\ndemo FAILED: step(s) not run: ${missing.join(", ")}`);
+  Deno.exit(1);
+}
+console.log(`\nAll ${STEPS.length} steps ran and succeeded: ${STEPS.join(", ")}.`);
 Deno.exit(0);

@@ -1,7 +1,8 @@
 /**
  * A small SSH server on 127.0.0.1, built on npm:ssh2's Server, for the demo and for fault
  * injection in tests. It runs commands with `sh -c` as the current user, serves the sftp
- * subsystem with OpenSSH's sftp-server when installed, and counts authentications.
+ * subsystem in this process (scripts/loopback_sftp.ts: no OpenSSH needed), and counts
+ * authentications.
  *
  * Not a general-purpose server: loopback only, one password, one optional public key.
  */
@@ -13,7 +14,7 @@ import ssh2 from "ssh2";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { existsSync } from "node:fs";
+import { serveSftp } from "./loopback_sftp.ts";
 
 export interface LoopbackServerOptions {
   user?: string;
@@ -48,8 +49,6 @@ export interface LoopbackServer {
   dropAll(): void;
   close(): Promise<void>;
 }
-
-const SFTP_SERVERS = ["/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server"];
 
 export function startLoopbackServer(opts: LoopbackServerOptions = {}): Promise<LoopbackServer> {
   const user = opts.user ?? "demo";
@@ -132,11 +131,9 @@ export function startLoopbackServer(opts: LoopbackServerOptions = {}): Promise<L
           run(acceptExec(), "sh", ["-c", info.command], env);
         });
         session.on("shell", (acceptShell) => run(acceptShell(), "sh", ["-i"], env));
-        session.on("subsystem", (acceptSub, reject, info) => {
-          const bin = SFTP_SERVERS.find((p) => existsSync(p));
-          if (info.name !== "sftp" || !bin) return reject?.();
-          run(acceptSub(), bin, [], env);
-        });
+        // ssh2 hands "sftp" to the sftp listener; any other subsystem is refused.
+        session.on("sftp", (acceptSftp) => serveSftp(acceptSftp()));
+        session.on("subsystem", (_accept, reject) => reject?.());
       });
     });
   });

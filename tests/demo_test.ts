@@ -1,27 +1,189 @@
 /**
  * The README's first command, `deno task demo`: the main job on the embedded loopback server.
  * It must finish by itself, show every step working and one authentication for the upstream and
- * all its downstreams.
+ * all its downstreams, also on a machine without OpenSSH's server parts; and the loopback
+ * server's own SFTP server must answer psftp as OpenSSH's does.
  */
 
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { collect, DENO, spawn } from "./fixtures/tools.ts";
+import { startLoopbackServer } from "../scripts/loopback_server.ts";
+import { loginArgs, passwdIds, startSshd } from "./fixtures/sshd.ts";
+import { collect, DENO, runOurs, spawn } from "./fixtures/tools.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const opts = { sanitizeOps: false, sanitizeResources: false };
 
-Deno.test("deno task demo runs plink, pscp and psftp through one shared connection", {
-  sanitizeOps: false,
-  sanitizeResources: false,
-}, async () => {
-  const child = spawn(DENO, ["task", "--cwd", ROOT, "demo"]);
-  const r = await collect(child, { timeoutMs: 120000 });
-  assert.equal(r.code, 0, r.stderr);
+/** What a demo run that got through every step prints. */
+function assertEveryStep(r: { code: number; stdout: string; stderr: string }): void {
+  assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /-> exit status 3, \d+ ms \(own connection\)/);
   for (let i = 1; i <= 5; i++) {
     assert.match(r.stdout, new RegExp(`downstream ${i}: pid \\d+ +\\(\\d+ ms, exit 0\\)`));
   }
-  assert.match(r.stdout, /pscp -share host:\.\.\.\/hello\.txt back\.txt +-> exit 0, identical/);
-  assert.match(r.stdout, /psftp -share -b .* -> exit 0, copy\.txt listed/);
+  assert.match(r.stdout, /pscp -share hello\.txt data\.bin .* -> exit 0, both identical/);
+  assert.match(r.stdout, /pscp -share host:\.\.\.\/data\.bin back\.bin +-> exit 0, identical/);
+  assert.match(r.stdout, /psftp .* -> exit 0, copy\.bin listed, put and got back identical/);
   assert.match(r.stdout, /authenticated 1 time\(s\) for the upstream and all downstreams/);
+  assert.match(
+    r.stdout,
+    /All 5 steps ran and succeeded: plink, sharing, pscp upload, pscp download, psftp\.\n$/,
+  );
+  assert.doesNotMatch(r.stdout + r.stderr, /skipped|FAILED/);
+}
+
+Deno.test(
+  "deno task demo runs plink, pscp and psftp through one shared connection",
+  opts,
+  async () => {
+    const r = await collect(spawn(DENO, ["task", "--cwd", ROOT, "demo"]), { timeoutMs: 120000 });
+    assertEveryStep(r);
+  },
+);
+
+/** OpenSSH's server-side programs, as Debian and others install them. */
+const OPENSSH_SERVER_PARTS = [
+  "/usr/lib/openssh",
+  "/usr/libexec/openssh",
+  "/usr/lib/sftp-server",
+  "/usr/sbin/sshd",
+  "/usr/bin/scp",
+  "/usr/bin/sftp",
+];
+
+const canUnshare = Deno.uid() === 0 &&
+  new Deno.Command("unshare", { args: ["-m", "true"], stdout: "null", stderr: "null" })
+    .outputSync().success;
+
+Deno.test({
+  name: "deno task demo passes with OpenSSH's sftp-server, scp and sshd hidden (mount namespace)",
+  ignore: !canUnshare,
+  ...opts,
+}, async () => {
+  const empty = await Deno.makeTempDir({ prefix: "puttykit-no-openssh-" });
+  try {
+    // In a private mount namespace, an empty directory over each directory and /dev/null (not
+    // executable) over each program: for the demo and everything it starts they are gone.
+    // Links resolved (/usr/lib/sftp-server points into /usr/lib/openssh), each hidden once.
+    const real = new Set<string>();
+    for (const p of OPENSSH_SERVER_PARTS) {
+      try {
+        real.add(Deno.realPathSync(p));
+      } catch { /* not installed here */ }
+    }
+    const dirs = [...real].filter((p) => Deno.statSync(p).isDirectory);
+    const hide = [...real].filter((p) => !dirs.some((d) => p.startsWith(d + "/"))).map((p) =>
+      dirs.includes(p) ? `mount --bind '${empty}' '${p}'` : `mount --bind /dev/null '${p}'`
+    );
+    const script = [
+      "set -e",
+      ...hide,
+      "! test -e /usr/lib/openssh/sftp-server",
+      "! command -v scp",
+      "! command -v sftp-server",
+      'exec "$0" task --cwd "$1" demo',
+    ].join("\n");
+    const r = await collect(spawn("unshare", ["-m", "sh", "-c", script, DENO, ROOT]), {
+      timeoutMs: 120000,
+    });
+    assertEveryStep(r);
+  } finally {
+    await Deno.remove(empty, { recursive: true });
+  }
 });
+
+/**
+ * A psftp batch exercising each request psftp and pscp send, with the replies' wording in the
+ * output: errors included (-be carries on), listings as names only (owner columns differ).
+ */
+const SFTP_SCRIPT = (dir: string, local: string) =>
+  `cd ${dir}
+pwd
+mkdir sub
+mkdir sub
+put ${local}/data.bin sub/data.bin
+put ${local}/data.bin sub/data.bin
+reput ${local}/data.bin sub/data.bin
+get sub/data.bin ${local}/got.bin
+get nosuch ${local}/nosuch
+reget sub/data.bin ${local}/got.bin
+chmod 600 sub/data.bin
+chmod 644 nosuch
+ls sub/nosuch
+mv sub/data.bin moved.bin
+put ${local}/data.bin sub/other.bin
+mv moved.bin sub/other.bin
+mv moved.bin sub
+rm sub
+rmdir moved.bin
+rmdir sub
+rm nosuch
+cd nosuch
+cd moved.bin
+dir sub
+rm sub/data.bin
+rmdir nosuch
+mkdir nosuch/deeper
+rm sub/moved.bin sub/other.bin
+rmdir sub
+`;
+
+Deno.test(
+  "the loopback server's SFTP answers psftp as OpenSSH's sftp-server does",
+  opts,
+  async () => {
+    const sshd = await startSshd();
+    const server = await startLoopbackServer();
+    const puttyDir = await Deno.makeTempDir({ prefix: "puttykit-sftp-" });
+    try {
+      const local = join(sshd.dir, "sftp-local");
+      await Deno.mkdir(local);
+      const data = new Uint8Array(700 * 1024);
+      crypto.getRandomValues(data.subarray(0, 65536));
+      data.copyWithin(65536, 0);
+      await Deno.writeFile(join(local, "data.bin"), data);
+      if (Deno.uid() === 0) await Deno.chown(local, ...passwdIds(sshd.user));
+
+      const run = async (dir: string, login: string[], env: Record<string, string>) => {
+        const file = join(local, `script-${login.length}.psftp`);
+        await Deno.writeTextFile(file, SFTP_SCRIPT(dir, local));
+        const r = await runOurs("psftp", ["-be", "-bc", "-b", file, ...login], {
+          env,
+          timeoutMs: 60000,
+        });
+        await Deno.remove(join(local, "got.bin")).catch(() => {});
+        // Long listings name owners as each server does; the file names and order are compared.
+        // Each server starts in its own directory.
+        const out = r.stdout.replace(/^Remote working directory is .*\n/, "").replaceAll(dir, "DIR")
+          .replace(
+            /^[-dlcbps][-rwxsStT]{9}\s.*?(\S+)$/gm,
+            "<entry> $1",
+          );
+        return { code: r.code, out, err: r.stderr };
+      };
+      const theirs = await run(await sshd.userDir("sftp-compare"), loginArgs(sshd), sshd.env);
+      const oursDir = await Deno.makeTempDir({ prefix: "puttykit-sftp-remote-" });
+      const ours = await run(oursDir, [
+        "-batch",
+        "-hostkey",
+        server.hostKeyFingerprint,
+        "-pw",
+        server.password,
+        "-P",
+        String(server.port),
+        `${server.user}@${server.host}`,
+      ], { PUTTYDIR: puttyDir });
+      await Deno.remove(oursDir, { recursive: true });
+      assert.equal(ours.out, theirs.out);
+      assert.equal(ours.code, theirs.code);
+      // Failures were there to compare: psftp reported them and carried on.
+      assert.match(ours.out, /no such file or directory/);
+      assert.match(ours.out, /failure/);
+    } finally {
+      await server.close();
+      await sshd.stop();
+      await Deno.remove(puttyDir, { recursive: true });
+    }
+  },
+);
