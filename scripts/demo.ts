@@ -215,8 +215,11 @@ try {
   );
   check("sharing", upstreamAuths === 1, "the downstreams did not all use the upstream's login");
 } catch (e) {
-  if (!(e instanceof StepFailed)) throw e;
-  failure = e;
+  // Anything unforeseen is that step's failure too, in the same one line.
+  const step = STEPS.find((s) => !passed.includes(s)) ?? "sharing";
+  failure = e instanceof StepFailed
+    ? e
+    : new StepFailed(step, e instanceof Error ? e.message : String(e));
 } finally {
   upstream?.kill("SIGTERM");
   await upstream?.output();
