@@ -8,6 +8,33 @@
  */
 
 import { toolFromArgv, type ToolName, TOOLS } from "./lib/dispatch.ts";
+
+export { connect } from "./lib/api/connect.ts";
+export type {
+  Connection,
+  ConnectOptions,
+  ExecOptions,
+  ExecResult,
+  Forwarding,
+  ForwardLocalOptions,
+  ForwardRemoteOptions,
+  HostKeyPrompt,
+  Questions,
+  RemoteEntry,
+  RemoteProcess,
+  RemoteStat,
+  Role,
+  SftpSession,
+} from "./lib/api/connect.ts";
+export {
+  AuthenticationError,
+  ConfigurationError,
+  ConnectionError,
+  HostKeyError,
+  PuttykitError,
+  RefusedError,
+  RemoteFileError,
+} from "./lib/api/errors.ts";
 import { VERSION } from "./lib/version.ts";
 
 const USAGE = `puttykit ${VERSION}: PuTTY's command-line tools with SSH connection sharing

@@ -10,7 +10,7 @@
 // Before "ssh2": working zlib packet classes for compressed connections (lib/transport/ssh2_zlib.ts).
 import "../lib/transport/ssh2_zlib.ts";
 // @ts-types="npm:@types/ssh2@1.15.5"
-import ssh2 from "ssh2";
+import ssh2 from "npm:ssh2@1.17.0";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DENO } from "./fixtures/tools.ts";
 import { Buffer } from "node:buffer";
-import ssh2Crypto from "ssh2/lib/protocol/crypto.js";
+import ssh2Crypto from "npm:ssh2@1.17.0/lib/protocol/crypto.js";
 import { openTransport } from "../lib/transport/transport.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
 import { DIRECT_LIMITS } from "../lib/share/limits.ts";

@@ -32,6 +32,8 @@ export interface Forwardings {
   ready: Promise<void>;
   /** Forwardings in place now: local ports listening plus remote ones the server granted. */
   readonly count: number;
+  /** The ports local forwardings listen on, in the order given (a port 0 resolved). */
+  readonly localPorts: number[];
   /** Stops listening, cancels remote forwardings, drops forwarded connections. */
   close(): void;
 }
@@ -113,6 +115,9 @@ export function startForwardings(
 
   return {
     ready: Promise.all(requests).then(() => {}),
+    get localPorts() {
+      return listeners.map((l) => (l.addr as Deno.NetAddr).port);
+    },
     get count() {
       if (closed) return 0;
       return localCount + remotes.filter((r) => r.state === "active").length;

@@ -36,7 +36,7 @@ export async function argon2(password: Uint8Array, p: Argon2Params): Promise<Uin
   if (p.salt.length < 8) throw new RangeError("Argon2 salts are at least 8 bytes");
   // RFC 9106 allows an empty password; hash-wasm does not.
   if (password.length === 0) throw new RangeError("Argon2 here needs a non-empty password");
-  const hw = await import("hash-wasm");
+  const hw = await import("npm:hash-wasm@4.13.0");
   const run = p.flavour === "Argon2d"
     ? hw.argon2d
     : p.flavour === "Argon2i"

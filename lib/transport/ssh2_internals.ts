@@ -22,11 +22,11 @@ import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv } from "node:crypto";
 // Before "ssh2": it swaps ssh2's zlib packet classes before ssh2's modules take them.
 import "./ssh2_zlib.ts";
-import ssh2 from "ssh2";
-import MESSAGE_HANDLERS from "ssh2/lib/protocol/handlers.js";
-import ssh2Utils from "ssh2/lib/protocol/utils.js";
-import ssh2Crypto from "ssh2/lib/protocol/crypto.js";
-import ssh2Package from "ssh2/package.json" with { type: "json" };
+import ssh2 from "npm:ssh2@1.17.0";
+import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
+import ssh2Utils from "npm:ssh2@1.17.0/lib/protocol/utils.js";
+import ssh2Crypto from "npm:ssh2@1.17.0/lib/protocol/crypto.js";
+import ssh2Package from "npm:ssh2@1.17.0/package.json" with { type: "json" };
 
 export const SSH2_VERSION_PINNED = "1.17.0";
 

@@ -14,7 +14,7 @@
 
 import { Buffer } from "node:buffer";
 import zlib from "node:zlib";
-import ssh2ZlibModule from "ssh2/lib/protocol/zlib.js";
+import ssh2ZlibModule from "npm:ssh2@1.17.0/lib/protocol/zlib.js";
 
 const OUT_CHUNK = 32 * 1024;
 
