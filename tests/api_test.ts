@@ -320,7 +320,98 @@ Deno.test("errors are typed, with PuTTY's messages", opts, async () => {
       () => connect(s.host, login(s, { signal: aborter.signal })),
       (e) => e instanceof DOMException && e.name === "AbortError",
     );
+    // A server that never says anything: the signal ends the wait.
+    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    const accepting = (async () => {
+      for await (const c of silent) held.push(c);
+    })();
+    const midway = new AbortController();
+    const started = Date.now();
+    setTimeout(() => midway.abort(), 300);
+    await assert.rejects(
+      () =>
+        connect("127.0.0.1", {
+          port: (silent.addr as Deno.NetAddr).port,
+          batch: true,
+          signal: midway.signal,
+        }),
+      (e) => e instanceof DOMException && e.name === "AbortError",
+    );
+    assert.ok(Date.now() - started < 10000);
+    silent.close();
+    for (const c of held) c.close();
+    await accepting.catch(() => {});
+    // A connection that is lost says so.
+    const doomed = await connect(s.host, login(s));
+    s.killConnections();
+    assert.ok((await doomed.closed) instanceof ConnectionError);
+    await doomed.close({ force: true });
   } finally {
+    await s.stop();
+  }
+});
+
+Deno.test("questions go to the callback; without one, batch rules refuse", opts, async (t) => {
+  const s = await startSshd();
+  // The test's own PuTTY directory: an empty host-key cache.
+  const saved = Deno.env.get("PUTTYDIR");
+  Deno.env.set("PUTTYDIR", s.env.PUTTYDIR);
+  const base = { port: s.port, user: s.user, keyFile: s.userKeyPpk };
+  try {
+    await assert.rejects(
+      () => connect(s.host, base),
+      (e) => e instanceof HostKeyError && /cannot confirm a host key in batch mode/.test(e.message),
+    );
+    const asked: string[] = [];
+    await assert.rejects(
+      () =>
+        connect(s.host, {
+          ...base,
+          questions: {
+            hostKey: (k) => {
+              asked.push(k.fingerprint);
+              return Promise.resolve("no");
+            },
+          },
+        }),
+      (e) => e instanceof HostKeyError && e.message === "Connection abandoned",
+    );
+    assert.equal(asked.length, 1);
+    assert.match(asked[0], /^ssh-ed25519 255 SHA256:/);
+    {
+      await using conn = await connect(s.host, {
+        ...base,
+        questions: { hostKey: () => Promise.resolve("store") },
+      });
+      assert.equal((await conn.exec("true")).code, 0);
+    }
+    // Stored in PuTTY's cache: no question now, even in batch mode.
+    {
+      await using conn = await connect(s.host, { ...base, batch: true });
+      assert.equal(conn.role, "direct");
+    }
+    if (s.password) {
+      await t.step("a password asked through prompt", async () => {
+        const prompts: string[] = [];
+        await using conn = await connect(s.host, {
+          port: s.port,
+          user: s.user,
+          questions: {
+            prompt: (q, { echo }) => {
+              prompts.push(`${q}|${echo}`);
+              return Promise.resolve(s.password);
+            },
+          },
+        });
+        assert.equal((await conn.exec("echo ok")).code, 0);
+        assert.equal(prompts.length, 1);
+        assert.match(prompts[0], /password: \|false$/);
+      });
+    }
+  } finally {
+    if (saved === undefined) Deno.env.delete("PUTTYDIR");
+    else Deno.env.set("PUTTYDIR", saved);
     await s.stop();
   }
 });
