@@ -6,9 +6,10 @@
 
 import { parseCommandLine, PLINK } from "../config/options.ts";
 import { ConfigError } from "../config/types.ts";
-import { connect as connectSession, type Connected, type Interaction } from "../connect.ts";
+import { connect as connectSession, type Connected } from "../session/connect.ts";
+import type { Interaction } from "../session/interaction.ts";
 import { startForwardings } from "../forward/forwardings.ts";
-import { RemoteRefusedError, startMainChannel } from "../remote_session.ts";
+import { RemoteRefusedError, startMainChannel } from "../session/main_channel.ts";
 import {
   type Channel,
   ChannelOpenError,

@@ -5,11 +5,11 @@
  */
 
 import { type Attrs, OPEN, SftpClient, SftpError, SftpUnavailableError } from "../sftp/client.ts";
-import { download, upload } from "../sftp/transfer.ts";
+import { download, upload } from "../files/sftp_pipeline.ts";
 import type { SshConnection } from "../ssh/connection.ts";
-import { LocalFileWriter, readChunks } from "../transfer/local_file.ts";
-import { RemoteFileWriter } from "../transfer/remote_file.ts";
-import { osErrorText } from "../os_error.ts";
+import { LocalFileWriter, readChunks } from "../files/local_file.ts";
+import { RemoteFileWriter } from "../files/remote_file.ts";
+import { osErrorText } from "../util/error_text.ts";
 import { apiError } from "./connection.ts";
 import { PuttykitError, RefusedError, RemoteFileError } from "./errors.ts";
 
