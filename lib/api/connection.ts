@@ -1,30 +1,18 @@
 /**
  * A connection of the library API: commands (buffered and streaming), SFTP, port forwarding, over
- * whichever connection the tools' own rules give (lib/connect.ts): a live sharing upstream, this
+ * whichever connection the tools' own rules give (lib/session/connect.ts): a live sharing upstream, this
  * process as the upstream, or a connection of its own.
  */
 
 import { parseCommandLine, PLINK } from "../config/options.ts";
-import { ConfigError } from "../config/types.ts";
 import { connect as connectSession, type Connected } from "../session/connect.ts";
 import type { Interaction } from "../session/interaction.ts";
 import { startForwardings } from "../forward/forwardings.ts";
-import { RemoteRefusedError, startMainChannel } from "../session/main_channel.ts";
-import {
-  type Channel,
-  ChannelOpenError,
-  ConnectionClosedError,
-  type ExitStatus,
-} from "../ssh/connection.ts";
-import {
-  AuthenticationError,
-  ConfigurationError,
-  ConnectionError,
-  HostKeyError,
-  PuttykitError,
-  RefusedError,
-} from "./errors.ts";
-import type { ConnectOptions, Role } from "./connect.ts";
+import { startMainChannel } from "../session/main_channel.ts";
+import type { Channel, ExitStatus } from "../ssh/connection.ts";
+import { ConfigurationError, ConnectionError, RefusedError } from "./errors.ts";
+import type { ConnectOptions, Role } from "./types.ts";
+import { apiError } from "./error_mapping.ts";
 import type { SftpSession } from "./sftp.ts";
 
 /**
@@ -174,27 +162,6 @@ function interaction(o: ConnectOptions): Interaction {
       })) ?? "no",
     banner: q?.banner ? (text) => q.banner!(text) : undefined,
   };
-}
-
-/** The library's error class for an error from the tools' code; the message is kept. */
-export function apiError(e: unknown): Error {
-  if (e instanceof PuttykitError || (e instanceof DOMException && e.name === "AbortError")) {
-    return e;
-  }
-  if (!(e instanceof Error)) return new PuttykitError(String(e));
-  if (e instanceof ConfigError) return new ConfigurationError(e.message, { cause: e });
-  if (e instanceof ChannelOpenError || e instanceof RemoteRefusedError) {
-    return new RefusedError(e.message, { cause: e });
-  }
-  if (e instanceof ConnectionClosedError) return new ConnectionError(e.message, { cause: e });
-  // The transport's errors carry a kind; their class lives beside ssh2, which is not loaded here.
-  const kind = (e as { kind?: unknown }).kind;
-  if (kind === "hostkey") return new HostKeyError(e.message, { cause: e });
-  if (kind === "auth") return new AuthenticationError(e.message, { cause: e });
-  if (kind === "network" || kind === "protocol") {
-    return new ConnectionError(e.message, { cause: e });
-  }
-  return new PuttykitError(e.message, { cause: e });
 }
 
 function abortError(): DOMException {

@@ -10,7 +10,7 @@ import type { SshConnection } from "../ssh/connection.ts";
 import { LocalFileWriter, readChunks } from "../files/local_file.ts";
 import { RemoteFileWriter } from "../files/remote_file.ts";
 import { osErrorText } from "../util/error_text.ts";
-import { apiError } from "./connection.ts";
+import { apiError } from "./error_mapping.ts";
 import { PuttykitError, RefusedError, RemoteFileError } from "./errors.ts";
 
 /**
