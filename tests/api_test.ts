@@ -435,3 +435,31 @@ Deno.test("deno.json is ready for deno publish, at the tools' version", opts, as
   // Only the library and its entry are published: no tests, no scripts.
   assert.doesNotMatch(r.stdout + r.stderr, /\/tests\/|\/scripts\//);
 });
+
+Deno.test("every import in the library is relative, node: or a pinned npm: specifier", async () => {
+  const root = new URL("../", import.meta.url);
+  const files = ["mod.ts"];
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(new URL(dir, root))) {
+      if (e.isDirectory) await walk(`${dir}${e.name}/`);
+      else if (e.name.endsWith(".ts")) files.push(`${dir}${e.name}`);
+    }
+  };
+  await walk("lib/");
+  await walk("cmd/");
+  const bad: string[] = [];
+  for (const f of files) {
+    const text = await Deno.readTextFile(new URL(f, root));
+    const specifiers = [
+      ...text.matchAll(/^\s*(?:import|export)\b[^;"]*?\bfrom\s+"([^"]+)"/gm),
+      ...text.matchAll(/^\s*import\s+"([^"]+)"/gm),
+      ...text.matchAll(/\bimport\(\s*"([^"]+)"\s*\)/g),
+    ].map((m) => m[1]);
+    for (const spec of specifiers) {
+      if (/^\.\.?\//.test(spec) || spec.startsWith("node:")) continue;
+      if (/^npm:(@[^/]+\/)?[^@/]+@\d+\.\d+\.\d+(\/|$)/.test(spec)) continue;
+      bad.push(`${f}: ${spec}`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});

@@ -4,12 +4,13 @@
  * process as the upstream, or a connection of its own.
  */
 
-import { parseCommandLine, PLINK } from "../config/options.ts";
+import { parseCommandLine } from "../config/command_line.ts";
+import { PLINK } from "../config/tool_specs.ts";
 import { connect as connectSession, type Connected } from "../session/connect.ts";
 import type { Interaction } from "../session/interaction.ts";
 import { startForwardings } from "../forward/forwardings.ts";
 import { startMainChannel } from "../session/main_channel.ts";
-import type { Channel, ExitStatus } from "../ssh/connection.ts";
+import type { Channel, ExitStatus } from "../ssh/channel.ts";
 import { ConfigurationError, ConnectionError, RefusedError } from "./errors.ts";
 import type { ConnectOptions, Role } from "./types.ts";
 import { apiError } from "./error_mapping.ts";

@@ -5,7 +5,8 @@
 
 import { ConfigError } from "../config/types.ts";
 import { RemoteRefusedError } from "../session/main_channel.ts";
-import { ChannelOpenError, ConnectionClosedError } from "../ssh/connection.ts";
+import { ConnectionClosedError } from "../ssh/channel.ts";
+import { ChannelOpenError } from "../ssh/connection.ts";
 import {
   AuthenticationError,
   ConfigurationError,

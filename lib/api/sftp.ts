@@ -4,7 +4,8 @@
  * transfer never leaves a truncated file under the target's name.
  */
 
-import { type Attrs, OPEN, SftpClient, SftpError, SftpUnavailableError } from "../sftp/client.ts";
+import { SftpClient } from "../sftp/client.ts";
+import { type Attrs, OPEN, SftpError, SftpUnavailableError } from "../sftp/protocol.ts";
 import { download, upload } from "../files/sftp_pipeline.ts";
 import type { SshConnection } from "../ssh/connection.ts";
 import { LocalFileWriter, readChunks } from "../files/local_file.ts";
