@@ -11,7 +11,7 @@
  */
 
 // @ts-types="npm:@types/ssh2@1.15.5"
-import ssh2 from "ssh2";
+import ssh2 from "npm:ssh2@1.17.0";
 import { Buffer } from "node:buffer";
 import { posix } from "node:path";
 
