@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { loginArgs, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { startUpstream, stopUpstream } from "./fixtures/upstream.ts";
-import { runOurs, runReal } from "./fixtures/tools.ts";
+import { collect, runOurs, runReal, spawn, spawnOurs } from "./fixtures/tools.ts";
 import { hexDump, logFileName, logHeader } from "../lib/log/log_files.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -21,6 +21,11 @@ function packets(log: string): string[] {
   return log.split("\r\n").map((l) => PACKET.exec(l)).filter((m) => m !== null).map((m) =>
     `${m![1]} ${m![4]}`
   );
+}
+
+/** The session channel's packets (not the transport's or window adjusts), sorted. */
+function sessionPackets(log: string): string[] {
+  return packets(log).filter((p) => /CHANNEL_(OPEN|DATA|EOF|CLOSE)/.test(p)).sort();
 }
 
 function plink(which: "ours" | "real", s: Sshd, args: string[], command = "echo hello-log") {
@@ -58,13 +63,36 @@ Deno.test("-sshlog writes PuTTY's packet log", opts, async (t) => {
           if (m) assert.equal(parseInt(m[3], 16), Number(m[2]));
         }
         // The session's packets are PuTTY's (which also logs the transport and a request of its
-        // own); when our EOF for the empty stdin goes out varies, so they are compared as a set.
-        const session = (log: string) =>
-          packets(log).filter((p) => /CHANNEL_(OPEN|DATA|EOF|CLOSE)/.test(p)).sort();
-        assert.deepEqual(session(ours), session(logs.real));
+        // own); whether the EOF for the empty stdin goes out before or after the server's
+        // packets varies, so they are compared as a set.
+        assert.deepEqual(sessionPackets(ours), sessionPackets(logs.real));
         assert.match(ours, /^ {2}00000000 {2}[0-9a-f ]{48} \.{8}hello-lo\r$/m, "the data, dumped");
       },
     );
+
+    await t.step("stdin still open when the command ends: EOF then CLOSE, as PuTTY", async () => {
+      const logs: Record<string, string> = {};
+      for (const which of ["ours", "real"] as const) {
+        const file = `${s.dir}/open-stdin-${which}.log`;
+        const args = [...loginArgs(s, "-sshlog", file), "echo hello-log"];
+        // A pipe that is never written to or closed: the server's CLOSE comes first.
+        const piped = { env: s.env, stdin: "" };
+        const child = which === "ours"
+          ? spawnOurs("plink", args, piped)
+          : spawn("plink", args, piped);
+        const r = await collect(child);
+        await child.stdin.close().catch(() => {});
+        assert.equal(r.stdout, "hello-log\n", r.stderr);
+        logs[which] = await Deno.readTextFile(file);
+      }
+      assert.deepEqual(sessionPackets(logs.ours), sessionPackets(logs.real));
+      const ending = (log: string) => packets(log).filter((p) => /CHANNEL_(EOF|CLOSE)/.test(p));
+      assert.deepEqual(ending(logs.ours), ending(logs.real));
+      assert.deepEqual(ending(logs.ours).slice(-2), [
+        "Outgoing SSH2_MSG_CHANNEL_EOF",
+        "Outgoing SSH2_MSG_CHANNEL_CLOSE",
+      ]);
+    });
 
     await t.step("an existing file: -batch leaves it alone with PuTTY's message", async () => {
       const out: Record<string, { stderr: string; file: string }> = {};

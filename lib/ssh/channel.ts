@@ -267,10 +267,15 @@ export class Channel {
 
   /** @internal */
   receiveClose(): void {
-    this.gotClose = true;
     this.out.end();
     this.err.end();
-    if (!this.sentClose) this.sendClose();
+    if (!this.sentClose) {
+      // As PuTTY: a CLOSE implies our EOF, sent (whatever we had left to write is dropped)
+      // before our CLOSE, so the channel ends the same way however soon the peer closed.
+      this.eof();
+      this.sendClose();
+    }
+    this.gotClose = true;
     this.finish();
   }
 
