@@ -41,17 +41,14 @@ Deno.test("sharing lifecycle", opts, async (t) => {
   try {
     await t.step("an upstream outlives its own command while a downstream is busy", async () => {
       const before = await s.authCount();
-      const up = spawnOurs(
-        "plink",
-        ["-share", ...auth(s), ...target(s), "sleep 0.3; echo up-done"],
-        {
-          env,
-        },
-      );
-      await waitFor(() => upstreamExists(id), 10000, "upstream");
-      const down = spawnOurs("plink", ["-share", "-batch", ...target(s), "sleep 2; echo ds-done"], {
-        env,
-      });
+      // The upstream's command ends as soon as the downstream's has started, however long the
+      // downstream took to get there.
+      const dir = await s.userDir("outlives");
+      const upCmd = heldCommand(dir, "up-done");
+      const up = spawnOurs("plink", ["-share", ...auth(s), ...target(s), upCmd], { env });
+      await waitFor(() => upstreamExists(id), 20000, "upstream");
+      const downCmd = `touch ${dir}/release; sleep 2; echo ds-done`;
+      const down = spawnOurs("plink", ["-share", "-batch", ...target(s), downCmd], { env });
       const upResult = collect(up);
       let upExitedAt = 0;
       upResult.then(() => (upExitedAt = Date.now()));
@@ -68,9 +65,13 @@ Deno.test("sharing lifecycle", opts, async (t) => {
     });
 
     await t.step("a killed upstream gives its downstreams a clear error, not a hang", async () => {
-      const up = await startUpstream(s, "ours", { timeoutMs: 10000 });
-      const down = spawnOurs("plink", ["-share", "-batch", ...target(s), "sleep 20"], { env });
-      await new Promise((r) => setTimeout(r, 800));
+      const up = await startUpstream(s, "ours");
+      const cmd = "echo started; sleep 20";
+      const down = spawnOurs("plink", ["-share", "-batch", ...target(s), cmd], { env });
+      // Its command's first output has come through the upstream: it is a live downstream.
+      const reader = down.stdout.getReader();
+      assert.equal(new TextDecoder().decode((await reader.read()).value), "started\n");
+      reader.releaseLock();
       const t0 = Date.now();
       up.kill("SIGKILL");
       const d = await collect(down, { timeoutMs: 10000 });
