@@ -210,16 +210,17 @@ Deno.test(
     const up = await startUpstream(s, "ours");
     try {
       const { socket } = await sharePaths(upstreamId(s));
-      // A legitimate downstream with a long-running command.
-      const legit = spawnOurs(
-        "plink",
-        ["-share", "-batch", ...target(s), "sleep 2; echo legit-ok"],
-        {
-          env: s.env,
-        },
-      );
+      // A legitimate downstream whose command runs until the attacks are over.
+      const dir = await s.userDir("legit");
+      const legitCmd =
+        `echo legit-started; while [ ! -e ${dir}/release ]; do sleep 0.05; done; echo legit-ok`;
+      const legit = spawnOurs("plink", ["-share", "-batch", ...target(s), legitCmd], {
+        env: s.env,
+      });
+      const reader = legit.stdout.getReader();
+      assert.equal(new TextDecoder().decode((await reader.read()).value), "legit-started\n");
+      reader.releaseLock();
       const legitDone = collect(legit);
-      await new Promise((r) => setTimeout(r, 700));
 
       // 1. Messages for channel ids that are not ours (the legit one's server id is among 0..20).
       for (let serverId = 0; serverId <= 20; serverId++) {
@@ -256,6 +257,7 @@ Deno.test(
       await noGreeting.write(crypto.getRandomValues(new Uint8Array(5000))).catch(() => 0);
       noGreeting.close();
 
+      await Deno.writeTextFile(`${dir}/release`, "");
       const r = await legitDone;
       assert.deepEqual(r.stdout, "legit-ok\n");
       assert.deepEqual(r.code, 0);
