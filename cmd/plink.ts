@@ -9,19 +9,19 @@ import { ConfigError } from "../lib/config/types.ts";
 import type { Connected } from "../lib/session/connect.ts";
 import { keyHost } from "../lib/session/interaction.ts";
 import { chunksOf, pumpFromChannel, pumpToChannel } from "../lib/session/main_channel.ts";
-import { runMainSession } from "../lib/terminal/main_session.ts";
+import { runMainSession } from "../lib/session/main_session.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { connectionId } from "../lib/share/socket_path.ts";
 import { VERSION } from "../lib/version.ts";
+import { finishSession, mainSessionOptions } from "../lib/session/setup.ts";
+import { errorText } from "../lib/util/error_text.ts";
 import {
   answerStopOption,
   connectOnConsole,
-  errorText,
   fatal,
   fatalAfterSession,
-  finishSession,
-  mainSessionOptions,
   serveWithoutSession,
+  stdio,
   usageError,
   writeAll,
   writeErr,
@@ -142,7 +142,10 @@ export async function main(args: string[]): Promise<number> {
   const wantPty = cfg.pty ?? (!cfg.remoteCommand && !cfg.subsystem);
   let code: number | undefined;
   try {
-    code = await runMainSession(connected.conn, mainSessionOptions(cfg, session, wantPty));
+    code = await runMainSession(
+      connected.conn,
+      mainSessionOptions(cfg, session, wantPty, stdio(), (t) => writeErr(t + "\n")),
+    );
   } catch (e) {
     await quitIfPipeClosed(e, connected);
     await connected.abort();

@@ -13,10 +13,11 @@ import { printable } from "../lib/util/printable.ts";
 import { ProgressLine } from "../lib/files/progress.ts";
 import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/pscp/run.ts";
 import { VERSION } from "../lib/version.ts";
+import { errorText } from "../lib/util/error_text.ts";
 import {
   consoleInteraction,
-  errorText,
   fatal,
+  onTerminatingSignals,
   stopOnSignal,
   writeErr,
   writeOut,
@@ -107,7 +108,8 @@ export async function main(args: string[]): Promise<number> {
       if (verbose) say(printable(text));
     },
   };
-  const bump: (message: string) => never = (message) => {
+  /** One line (the statistics line abandoned first) and exit 1. */
+  const failWith: (message: string) => never = (message) => {
     stats?.abandon();
     writeErr(printable(message) + "\n");
     Deno.exit(1);
@@ -121,7 +123,7 @@ export async function main(args: string[]): Promise<number> {
       writeOut(USAGE);
       return 1;
     }
-    bump(errorText(e));
+    failWith(errorText(e));
   }
 
   const run = new PscpRun(job, {
@@ -152,7 +154,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     config = parsed.forHost(remote.host, remote.user);
   } catch (e) {
-    bump(errorText(e));
+    failWith(errorText(e));
   }
   let connected: Connected;
   try {
@@ -166,22 +168,22 @@ export async function main(args: string[]): Promise<number> {
     fatal(errorText(e));
   }
 
-  const stop = () =>
+  // Whichever signal it is, pscp leaves with 130 once its temporary files are gone.
+  const stopListening = onTerminatingSignals(() =>
     stopOnSignal(130, async () => {
       await run.abort();
       await connected.abort();
-    });
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-  for (const sig of signals) Deno.addSignalListener(sig, stop);
+    })
+  );
   try {
     await run.run(connected.conn);
   } catch (e) {
     await run.abort();
     await connected.abort();
-    if (e instanceof FatalError) bump(e.message);
+    if (e instanceof FatalError) failWith(e.message);
     fatal(errorText(e));
   } finally {
-    for (const sig of signals) Deno.removeSignalListener(sig, stop);
+    stopListening();
   }
   stats?.abandon();
   await connected.finish();

@@ -12,10 +12,12 @@ import { batchLines, runBatch, runInteractive } from "../lib/psftp/command_loop.
 import { LineEditor } from "../lib/psftp/line_editor.ts";
 import { FatalError, type PsftpOutput, PsftpSession } from "../lib/psftp/state.ts";
 import { VERSION } from "../lib/version.ts";
+import { RawTerminal } from "../lib/terminal/raw.ts";
+import { errorText } from "../lib/util/error_text.ts";
 import {
   consoleInteraction,
-  errorText,
   fatal,
+  onTerminatingSignals,
   stopOnSignal,
   writeErr,
   writeOut,
@@ -109,15 +111,14 @@ class TerminalReader {
   readonly editor = new LineEditor();
   private readonly decoder = new TextDecoder();
   private readonly buf = new Uint8Array(4096);
-  raw = false;
+  private readonly terminal = new RawTerminal();
 
   async readLine(prompt: string): Promise<string | undefined> {
     try {
       const { columns } = Deno.consoleSize();
       if (columns > 0) this.editor.columns = columns; // 0 on a pty nobody sized
     } catch { /* keep the last width */ }
-    Deno.stdin.setRaw(true);
-    this.raw = true;
+    this.terminal.enter();
     try {
       let r = this.editor.begin(prompt);
       for (;;) {
@@ -134,11 +135,7 @@ class TerminalReader {
   }
 
   restore(): void {
-    if (!this.raw) return;
-    this.raw = false;
-    try {
-      Deno.stdin.setRaw(false);
-    } catch { /* not a terminal any more */ }
+    this.terminal.restore();
   }
 }
 
@@ -203,13 +200,11 @@ export async function main(args: string[]): Promise<number> {
     await session.abort();
     fatal(message);
   };
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    Deno.addSignalListener(sig, () => {
-      if (sig === "SIGINT" && !sigintIsOurs()) return;
-      terminal?.restore();
-      stopOnSignal(sig === "SIGINT" ? 130 : sig === "SIGTERM" ? 143 : 129, () => session.abort());
-    });
-  }
+  onTerminatingSignals((sig, exitCode) => {
+    if (sig === "SIGINT" && !sigintIsOurs()) return;
+    terminal?.restore();
+    stopOnSignal(exitCode, () => session.abort());
+  });
 
   try {
     const userhost = parsed.args[0] ?? (cfg.host || undefined);

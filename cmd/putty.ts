@@ -9,17 +9,16 @@
 import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
 import { PUTTY } from "../lib/config/tool_specs.ts";
 import { ConfigError } from "../lib/config/types.ts";
-import { runMainSession } from "../lib/terminal/main_session.ts";
+import { runMainSession } from "../lib/session/main_session.ts";
 import { VERSION } from "../lib/version.ts";
+import { finishSession, logSessionOutput, mainSessionOptions } from "../lib/session/setup.ts";
+import { errorText } from "../lib/util/error_text.ts";
 import {
   answerStopOption,
   connectOnConsole,
-  errorText,
   fatalAfterSession,
-  finishSession,
-  logSessionOutput,
-  mainSessionOptions,
   serveWithoutSession,
+  stdio,
   usageError,
   writeErr,
 } from "./console.ts";
@@ -92,7 +91,13 @@ export async function main(args: string[]): Promise<number> {
   // -N (SshNoShell): no session; serve forwardings and downstreams until the connection ends.
   if (cfg.noShell) return await serveWithoutSession(session);
 
-  const options = mainSessionOptions(cfg, session, cfg.pty !== false);
+  const options = mainSessionOptions(
+    cfg,
+    session,
+    cfg.pty !== false,
+    stdio(),
+    (t) => writeErr(t + "\n"),
+  );
   const outputLog = await logSessionOutput(cfg, session.ui, options);
   let code: number | undefined;
   try {

@@ -4,7 +4,7 @@
  * complete — a transfer that fails never leaves a truncated file under the final name.
  */
 
-import { errorMessage } from "../util/printable.ts";
+import { errorText } from "../util/error_text.ts";
 import {
   type ExistingTarget,
   type Temporaries,
@@ -52,7 +52,7 @@ export async function* readChunks(file: Deno.FsFile, size?: number): AsyncGenera
       try {
         n = await file.read(buf);
       } catch (e) {
-        throw new LocalReadError(errorMessage(e));
+        throw new LocalReadError(errorText(e));
       }
       if (n === null || n === 0) {
         if (size === undefined) return;

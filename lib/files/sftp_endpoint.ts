@@ -16,7 +16,7 @@ import {
   type Reporter,
   type UploadTarget,
 } from "./endpoint.ts";
-import { errorMessage } from "../util/printable.ts";
+import { errorText } from "../util/error_text.ts";
 import { compareNames, lastComponent, remoteJoin, vettedNames } from "./paths.ts";
 import type { Temporaries } from "./temporaries.ts";
 import { splitWildcardPath, wildcardMatch, wildcardUnescape } from "./wildcard.ts";
@@ -234,7 +234,7 @@ export class SftpDownloadSource implements DownloadSource {
     try {
       return wildcardMatch(pattern, name);
     } catch (e) {
-      throw new FatalError(`pscp: wildcard '${pattern}': ${errorMessage(e)}`);
+      throw new FatalError(`pscp: wildcard '${pattern}': ${errorText(e)}`);
     }
   }
 

@@ -10,6 +10,7 @@ import { createDecipheriv, createHash, createHmac } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { SshReader, SshWriter } from "../ssh/wire.ts";
 import { argon2 } from "./argon2.ts";
+import { errorText } from "../util/error_text.ts";
 
 export class KeyFileError extends Error {}
 
@@ -230,7 +231,7 @@ export async function loadPrivateKey(
       const plain = await decryptPpk(f, passphrase ?? "");
       return { key: ppkToOpenssh(f, plain), comment: f.comment };
     } catch (e) {
-      throw new KeyFileError(`${path}: ${e instanceof Error ? e.message : e}`);
+      throw new KeyFileError(`${path}: ${errorText(e)}`);
     }
   }
   if (text.includes("PRIVATE KEY")) {

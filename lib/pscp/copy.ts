@@ -24,7 +24,7 @@ import {
   type Reporter,
   type UploadTarget,
 } from "../files/endpoint.ts";
-import { errorMessage } from "../util/printable.ts";
+import { errorText } from "../util/error_text.ts";
 import {
   listDir,
   LocalFileWriter,
@@ -70,7 +70,7 @@ export class Copier {
    */
   private fatalFor(path: string, e: unknown): never {
     if (e instanceof FatalError) throw new FatalError(`${path}: ${e.message}`);
-    throw new FatalError(`${path}: Lost connection (${errorMessage(e)})`);
+    throw new FatalError(`${path}: Lost connection (${errorText(e)})`);
   }
 
   // --------------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ export class Copier {
     try {
       names = await listDir(src);
     } catch (e) {
-      this.reporter.warn(`Error opening directory ${src}: ${errorMessage(e)}`);
+      this.reporter.warn(`Error opening directory ${src}: ${errorText(e)}`);
     }
     for (const n of names) await this.source(`${src}/${n}`, target);
     await target.leaveDir();
@@ -252,7 +252,7 @@ export class Copier {
         await Deno.chmod(dest, meta.mode & 0o7777);
         if (meta.times) await Deno.utime(dest, meta.times.atime, meta.times.mtime);
       } catch (e) {
-        this.reporter.error(`pscp: ${dest}: unable to set attributes: ${errorMessage(e)}`);
+        this.reporter.error(`pscp: ${dest}: unable to set attributes: ${errorText(e)}`);
       }
     }
   }

@@ -10,7 +10,8 @@
 
 import { type SftpClient } from "../sftp/client.ts";
 import { type Attrs, SftpError } from "../sftp/protocol.ts";
-import { errorMessage, printable } from "../util/printable.ts";
+import { printable } from "../util/printable.ts";
+import { errorText } from "../util/error_text.ts";
 import { vettedNames } from "../files/paths.ts";
 import { Temporaries } from "../files/temporaries.ts";
 import { remoteNameMatches, splitWildcardPath, wildcardUnescape } from "../files/wildcard.ts";
@@ -138,7 +139,7 @@ export class PsftpSession {
    */
   fatal(e: unknown): FatalError {
     if (e instanceof FatalError) return e;
-    return new FatalError(errorMessage(e));
+    return new FatalError(errorText(e));
   }
 
   /**

@@ -15,6 +15,7 @@ import { ConnectionClosedError } from "../ssh/channel.ts";
 import type { Reporter } from "../files/endpoint.ts";
 import { printable } from "../util/printable.ts";
 import { openCommand } from "../session/main_channel.ts";
+import { errorText } from "../util/error_text.ts";
 
 /**
  * Arguments, in order: "p TEMP FINAL", "P TEMP FINAL MODE" (with -p) or "r TEMP" (remove). One
@@ -120,7 +121,7 @@ export class RemotePlacer {
       // A lost connection is reported where the transfer noticed it.
       if (e instanceof ConnectionClosedError) return;
       this.reporter.error(
-        `${this.tool}: files could not be put in place: ${e instanceof Error ? e.message : e}`,
+        `${this.tool}: files could not be put in place: ${errorText(e)}`,
       );
     }
   }

@@ -22,7 +22,7 @@ import { greetUpstream } from "../share/downstream.ts";
 import type { ConnectionMux } from "../share/mux.ts";
 import type { ShareListener } from "../share/upstream.ts";
 import type { PacketLog } from "../log/log_files.ts";
-import { osErrorText } from "../util/error_text.ts";
+import { errorText, osErrorText } from "../util/error_text.ts";
 import { type Interaction, keyHost } from "./interaction.ts";
 
 export type Role = "downstream" | "upstream" | "direct";
@@ -127,7 +127,7 @@ async function connectLogged(opts: ConnectOptions): Promise<Connected> {
         ui.log(`Upstream version string: ${link.greeting.line}`);
       } catch (e) {
         // The upstream went away before greeting us (e.g. it was just exiting): decide again.
-        ui.log(`Upstream at ${path} closed before greeting: ${errText(e)}`);
+        ui.log(`Upstream at ${path} closed before greeting: ${errorText(e)}`);
         if (attempt < DOWNSTREAM_RETRIES) continue;
         throw e;
       }
@@ -277,10 +277,6 @@ async function connectDirect(
     await listener?.retire();
     throw e;
   }
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 export { parentDir };

@@ -41,3 +41,33 @@ export interface Interaction {
 export function keyHost(cfg: PuttyConfig): string {
   return cfg.logHost || cfg.host;
 }
+
+/** PuTTY's words for an unknown or changed host key, before it asks what to do. */
+export function hostKeyQuestionText(q: HostKeyQuestion): string {
+  const where = `  ${q.host} (port ${q.port})`;
+  if (q.changed) {
+    return [
+      "WARNING - POTENTIAL SECURITY BREACH!",
+      "The host key does not match the one PuTTY has cached for this server:",
+      where,
+      "This means that either the server administrator has changed the host key, or you have " +
+      "actually connected to another computer pretending to be the server.",
+      "The new " + q.keyType + " key fingerprint is:",
+      `  ${q.fingerprint}`,
+      "",
+    ].join("\n");
+  }
+  return [
+    "The host key is not cached for this server:",
+    where,
+    "You have no guarantee that the server is the computer you think it is.",
+    `The server's ${q.keyType} key fingerprint is:`,
+    `  ${q.fingerprint}`,
+    'If you trust this host, enter "y" to add the key to PuTTY\'s cache and carry on ' +
+    "connecting.",
+    "If you want to carry on connecting just once, without adding the key to the cache, " +
+    'enter "n".',
+    "If you do not trust this host, press Return to abandon the connection.",
+    "",
+  ].join("\n");
+}

@@ -39,6 +39,7 @@ import { checkOpenExtra, checkRequestData, cstring, expectEnd } from "./downstre
 import { Downstream, type DownstreamInfo, type HalfOpen, type MuxChannel } from "./mux_state.ts";
 import { GlobalRequests } from "./global_requests.ts";
 import { X11Handover } from "./x11_handover.ts";
+import { errorText } from "../util/error_text.ts";
 
 export type { Downstream, DownstreamInfo };
 
@@ -177,7 +178,7 @@ export class ConnectionMux {
           return;
       }
     } catch (e) {
-      this.log(`ignoring malformed message type ${type} from server: ${errText(e)}`);
+      this.log(`ignoring malformed message type ${type} from server: ${errorText(e)}`);
     }
   }
 
@@ -284,7 +285,7 @@ export class ConnectionMux {
     try {
       this.handleDownstream(ds, p);
     } catch (e) {
-      this.disconnect(ds, `malformed message from downstream: ${errText(e)}`);
+      this.disconnect(ds, `malformed message from downstream: ${errorText(e)}`);
     }
   }
 
@@ -551,8 +552,4 @@ export class ConnectionMux {
     this.byUpstream.clear();
     this.x11.clear();
   }
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

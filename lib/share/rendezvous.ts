@@ -7,6 +7,7 @@
  */
 
 import { type SharePaths, sharePaths, ShareSetupError } from "./socket_path.ts";
+import { errorText } from "../util/error_text.ts";
 
 export type ShareDecision =
   | { role: "downstream"; conn: Deno.UnixConn; paths: SharePaths }
@@ -26,7 +27,7 @@ export async function withLock<T>(lockPath: string, fn: () => Promise<T>): Promi
   try {
     file = await Deno.open(lockPath, { read: true, write: true, create: true, mode: 0o600 });
   } catch (e) {
-    throw new ShareSetupError(`${lockPath}: open: ${errText(e)}`);
+    throw new ShareSetupError(`${lockPath}: open: ${socketErrorText(e)}`);
   }
   try {
     await file.lock(true);
@@ -57,7 +58,7 @@ export async function decideSharing(
           const conn = await Deno.connect({ transport: "unix", path: paths.socket });
           return { role: "downstream", conn, paths } as const;
         } catch (e) {
-          downstreamError = `${paths.socket}: ${errText(e)}`;
+          downstreamError = `${paths.socket}: ${socketErrorText(e)}`;
         }
       }
       if (canUpstream) {
@@ -69,7 +70,7 @@ export async function decideSharing(
           const listener = Deno.listen({ transport: "unix", path: paths.socket });
           return { role: "upstream", listener, paths } as const;
         } catch (e) {
-          upstreamError = `${paths.socket}: ${errText(e)}`;
+          upstreamError = `${paths.socket}: ${socketErrorText(e)}`;
         }
       }
       return { role: "none", downstreamError, upstreamError } as const;
@@ -108,9 +109,10 @@ export async function retireSocket(
   }
 }
 
-function errText(e: unknown): string {
+/** A socket's failure; the usual ones in strerror()'s words, as PuTTY says them. */
+function socketErrorText(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "No such file or directory";
   if (e instanceof Deno.errors.ConnectionRefused) return "Connection refused";
   if (e instanceof Deno.errors.PermissionDenied) return "Permission denied";
-  return e instanceof Error ? e.message : String(e);
+  return errorText(e);
 }

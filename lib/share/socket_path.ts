@@ -18,6 +18,7 @@
  */
 
 import { SshWriter } from "../ssh/wire.ts";
+import { errorText } from "../util/error_text.ts";
 
 export const SOCKET_DIR_PREFIX = "/tmp/putty-connshare";
 const SALT_SIZE = 64;
@@ -56,14 +57,14 @@ export function makeDirAndCheckOurs(dir: string): void {
     Deno.mkdirSync(dir, { mode: 0o700 });
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists)) {
-      throw new ShareSetupError(`${dir}: mkdir: ${errText(e)}`);
+      throw new ShareSetupError(`${dir}: mkdir: ${dirErrorText(e)}`);
     }
   }
   let st: Deno.FileInfo;
   try {
     st = Deno.lstatSync(dir);
   } catch (e) {
-    throw new ShareSetupError(`${dir}: stat: ${errText(e)}`);
+    throw new ShareSetupError(`${dir}: stat: ${dirErrorText(e)}`);
   }
   if (!st.isDirectory) throw new ShareSetupError(`${dir}: not a directory`);
   if (st.uid !== Deno.uid()) {
@@ -86,7 +87,7 @@ function readSalt(path: string): Uint8Array | undefined {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     if (e instanceof ShareSetupError) throw e;
-    throw new ShareSetupError(`${path}: open: ${errText(e)}`);
+    throw new ShareSetupError(`${path}: open: ${dirErrorText(e)}`);
   }
 }
 
@@ -105,7 +106,7 @@ export function loadSalt(parent: string): Uint8Array {
       break;
     } catch (e) {
       if (!(e instanceof Deno.errors.AlreadyExists)) {
-        throw new ShareSetupError(`${tmp}: open: ${errText(e)}`);
+        throw new ShareSetupError(`${tmp}: open: ${dirErrorText(e)}`);
       }
     }
   }
@@ -113,7 +114,7 @@ export function loadSalt(parent: string): Uint8Array {
     Deno.linkSync(tmp, saltPath);
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists)) {
-      throw new ShareSetupError(`${saltPath}: link: ${errText(e)}`);
+      throw new ShareSetupError(`${saltPath}: link: ${dirErrorText(e)}`);
     }
   } finally {
     try {
@@ -147,7 +148,8 @@ export async function sharePaths(id: string, parent?: string): Promise<SharePath
   return { dir, lock: `${dir}/lock`, socket: `${dir}/socket` };
 }
 
-function errText(e: unknown): string {
+/** A directory check's failure; permission problems in strerror()'s words, as PuTTY says them. */
+function dirErrorText(e: unknown): string {
   if (e instanceof Deno.errors.PermissionDenied) return "Permission denied";
-  return e instanceof Error ? e.message : String(e);
+  return errorText(e);
 }

@@ -16,6 +16,7 @@ import {
   writeUint32,
 } from "../ssh/wire.ts";
 import { MAX_SHARE_MESSAGE } from "./limits.ts";
+import { errorText } from "../util/error_text.ts";
 
 export const GREETING_PREFIX = "SSHCONNECTION@putty.projects.tartarus.org-2.0-";
 const MAX_GREETING = 1024;
@@ -98,7 +99,7 @@ export class SocketPort implements PacketPort {
         this.backlog -= buf.length;
       }
     } catch (e) {
-      this.fail(new ConnectionClosedError(`${this.peerName}: write failed: ${errText(e)}`));
+      this.fail(new ConnectionClosedError(`${this.peerName}: write failed: ${errorText(e)}`));
     } finally {
       this.writing = false;
       if (this.closeReason) this.fail(this.closeReason);
@@ -193,12 +194,8 @@ export class SocketPort implements PacketPort {
       if (e instanceof ShareProtocolError) {
         this.disconnect(e);
       } else {
-        this.fail(new ConnectionClosedError(`${this.peerName}: ${errText(e)}`));
+        this.fail(new ConnectionClosedError(`${this.peerName}: ${errorText(e)}`));
       }
     }
   }
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

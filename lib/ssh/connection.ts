@@ -17,6 +17,7 @@ import {
   SshWriter,
 } from "./wire.ts";
 import { Channel, ConnectionClosedError, type ConnectionLimits } from "./channel.ts";
+import { errorText } from "../util/error_text.ts";
 
 export class ChannelOpenError extends Error {
   constructor(readonly reason: number, readonly description: string) {
@@ -285,7 +286,7 @@ export class SshConnection {
           this.send(message(MSG.UNIMPLEMENTED, (w) => w.uint32(0)));
       }
     } catch (e) {
-      this.protocolError(e instanceof Error ? e.message : String(e));
+      this.protocolError(errorText(e));
     }
   }
 

@@ -9,7 +9,7 @@
 
 import { Buffer } from "node:buffer";
 import { isIP } from "node:net";
-import { osErrorText } from "../util/error_text.ts";
+import { errorText, osErrorText } from "../util/error_text.ts";
 import { after } from "../util/timer.ts";
 import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
 import {
@@ -269,7 +269,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
           key = parsePrivateKey(creds.key.key, creds.key.passphrase);
         } catch (e) {
           failure = new TransportError(
-            `Unable to use key file "${creds.key.comment}" (${e instanceof Error ? e.message : e})`,
+            `Unable to use key file "${creds.key.comment}" (${errorText(e)})`,
             "auth",
           );
           return false;
@@ -333,7 +333,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
       }
       return false;
     })().then(next, (e) => {
-      failure ??= new TransportError(String(e instanceof Error ? e.message : e), "auth");
+      failure ??= new TransportError(errorText(e), "auth");
       next(false);
     });
   };
@@ -437,7 +437,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
             (e) => {
               failure = e instanceof TransportError
                 ? e
-                : new TransportError(e instanceof Error ? e.message : String(e), "hostkey");
+                : new TransportError(errorText(e), "hostkey");
               verify(false);
             },
           );

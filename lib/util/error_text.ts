@@ -1,6 +1,7 @@
 /**
- * OS errors in the C library's strerror() words, as PuTTY prints them. Deno's messages carry
- * extras (" (os error 2): readfile '/x'"); Node's have codes ("ECONNREFUSED").
+ * The one line a user sees for an error: its message (errorText), or for OS errors the C
+ * library's strerror() words, as PuTTY prints them (osErrorText). Deno's messages carry extras
+ * (" (os error 2): readfile '/x'"); Node's have codes ("ECONNREFUSED").
  */
 
 const STRERROR: Record<string, string> = {
@@ -41,4 +42,9 @@ export function osErrorText(e: unknown): string {
     return e.message;
   }
   return String(e);
+}
+
+/** An error's message; anything else thrown, as a string. */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }

@@ -1,7 +1,6 @@
 /**
- * Text for pscp's and psftp's messages: server-supplied text made safe to print (PuTTY's
- * stripctrl, so a file name or the server's stderr can't send escape sequences to the terminal),
- * and any error's message (local errors as strerror() words: lib/util/error_text.ts).
+ * Server-supplied text made safe to print in pscp's and psftp's messages (PuTTY's stripctrl, so
+ * a file name or the server's stderr can't send escape sequences to the terminal).
  */
 
 import { processLocaleIsUtf8 } from "./locale.ts";
@@ -15,9 +14,4 @@ import { processLocaleIsUtf8 } from "./locale.ts";
 export function printable(text: string, utf8 = processLocaleIsUtf8()): string {
   const unprintable = utf8 ? /\p{Cc}|\p{Cs}/gu : /[^\n\x20-\x7e]/gu;
   return text.replace(unprintable, (c) => (c === "\n" ? c : ""));
-}
-
-/** The message of anything thrown. */
-export function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -3,7 +3,7 @@
  * from the local terminal (type, size, modes), raw mode while the session runs, window-size
  * changes forwarded on SIGWINCH, and the terminal restored however the session ends.
  *
- *   const terminal = new RawTerminal();      // the front-end restores it on signals too
+ *   const terminal = new RawTerminal();      // lib/terminal/raw.ts; restored on signals too
  *   const code = await runMainSession(conn, { ptyTerm: cfg.termType, terminal, io: {...} });
  *
  * Bytes go through untouched in both directions (no decoding), so any encoding survives.
@@ -18,43 +18,14 @@ import {
   pumpFromChannel,
   pumpToChannel,
   startMainChannel,
-} from "../session/main_channel.ts";
+} from "./main_channel.ts";
 import {
   encodeTerminalModes,
   puttyDefaultSettings,
   readLocalTerminalSettings,
   type TerminalSettings,
-} from "./modes.ts";
-
-/** Our stdin's terminal in raw mode; restore() puts it back, once, whoever calls it first. */
-export class RawTerminal {
-  #raw = false;
-  #used = false;
-
-  get active(): boolean {
-    return this.#raw;
-  }
-
-  /** Whether it was ever raw (the cursor may then be anywhere on a line). */
-  get used(): boolean {
-    return this.#used;
-  }
-
-  enter(): void {
-    if (this.#raw) return;
-    Deno.stdin.setRaw(true);
-    this.#raw = true;
-    this.#used = true;
-  }
-
-  restore(): void {
-    if (!this.#raw) return;
-    this.#raw = false;
-    try {
-      Deno.stdin.setRaw(false);
-    } catch { /* the terminal is gone (SIGHUP) */ }
-  }
-}
+} from "../terminal/modes.ts";
+import type { RawTerminal } from "../terminal/raw.ts";
 
 /** The local terminal's size in characters; 80x24 when there is none. */
 export function terminalSize(): { cols: number; rows: number } {
