@@ -5,7 +5,7 @@
 
 import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
 import { PLINK } from "../lib/config/tool_specs.ts";
-import { ConfigError } from "../lib/config/types.ts";
+import { ConfigError, NoHostError } from "../lib/config/types.ts";
 import type { Connected } from "../lib/session/connect.ts";
 import { keyHost } from "../lib/session/interaction.ts";
 import { chunksOf, pumpFromChannel, pumpToChannel } from "../lib/session/main_channel.ts";
@@ -98,7 +98,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     // No host at all: the usage, on stdout, as PuTTY's plink prints it.
-    if (e.message === "no valid host name provided") return printUsage();
+    if (e instanceof NoHostError) return printUsage();
     usageError("plink", e.message);
   }
   if (parsed.stop) return await answerStopOption("plink", parsed.stop, "-V", USAGE);

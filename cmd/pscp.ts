@@ -8,12 +8,12 @@ import { PSCP } from "../lib/config/tool_specs.ts";
 import type { PuttyConfig } from "../lib/config/types.ts";
 import { ConfigError } from "../lib/config/types.ts";
 import { connect, type Connected } from "../lib/session/connect.ts";
-import { FatalError, type Reporter } from "../lib/files/endpoint.ts";
+import { type Reporter } from "../lib/files/endpoint.ts";
 import { printable } from "../lib/util/printable.ts";
 import { ProgressLine } from "../lib/files/progress.ts";
 import { type PscpJob, pscpJob, PscpRun, UsageNeeded } from "../lib/pscp/run.ts";
 import { VERSION } from "../lib/version.ts";
-import { errorText } from "../lib/util/error_text.ts";
+import { errorText, FatalError } from "../lib/util/error_text.ts";
 import {
   consoleInteraction,
   fatal,

@@ -10,7 +10,7 @@ import { ConfigError } from "../lib/config/types.ts";
 import { connectSftp } from "../lib/psftp/connect_sftp.ts";
 import { batchLines, runBatch, runInteractive } from "../lib/psftp/command_loop.ts";
 import { LineEditor } from "../lib/psftp/line_editor.ts";
-import { FatalError, type PsftpOutput, PsftpSession } from "../lib/psftp/state.ts";
+import { type PsftpOutput, PsftpSession } from "../lib/psftp/state.ts";
 import { VERSION } from "../lib/version.ts";
 import { RawTerminal } from "../lib/terminal/raw.ts";
 import { errorText } from "../lib/util/error_text.ts";
@@ -240,6 +240,6 @@ export async function main(args: string[]): Promise<number> {
     await session.close();
     return code;
   } catch (e) {
-    return await die(e instanceof FatalError ? e.message : errorText(e));
+    return await die(errorText(e));
   }
 }

@@ -8,7 +8,7 @@
 
 import { parseCommandLine, type ParsedCommandLine } from "../lib/config/command_line.ts";
 import { PUTTY } from "../lib/config/tool_specs.ts";
-import { ConfigError } from "../lib/config/types.ts";
+import { ConfigError, NoHostError } from "../lib/config/types.ts";
 import { runMainSession } from "../lib/session/main_session.ts";
 import { VERSION } from "../lib/version.ts";
 import { finishSession, logSessionOutput, mainSessionOptions } from "../lib/session/setup.ts";
@@ -66,7 +66,7 @@ export async function main(args: string[]): Promise<number> {
     parsed = parseCommandLine(PUTTY, args);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    if (e.message === "no valid host name provided") {
+    if (e instanceof NoHostError) {
       usageError("putty", "no host name given (putty --help lists the options)");
     }
     usageError("putty", e.message);

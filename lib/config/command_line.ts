@@ -44,10 +44,11 @@
  * This module must stay light (no crypto): it is on every tool's start-up path.
  */
 
-import { ConfigError } from "./types.ts";
+import { ConfigError, NoHostError } from "./types.ts";
 import { atoi } from "./forwarding_spec.ts";
 import { hostStrchr } from "./forwarding_spec.ts";
-import { passwdEntry, puttyDir } from "./putty_dir.ts";
+import { puttyDir } from "./putty_dir.ts";
+import { passwdEntry } from "../util/passwd.ts";
 import {
   type Env,
   processEnv,
@@ -336,7 +337,7 @@ export function parseCommandLine(
 
   if (spec.hostArg) {
     if (!launchable(st.conf) || (!st.seenHost && !st.loaded)) {
-      throw new ConfigError("no valid host name provided");
+      throw new NoHostError();
     }
     prepareSession(st.conf);
     runSaved(st);

@@ -92,6 +92,13 @@ export function defaultConfig(): SessionConfig {
 /** A usage error: the command line or a saved session asked for something impossible. */
 export class ConfigError extends Error {}
 
+/** The command line names no host (PuTTY: "no valid host name provided"). */
+export class NoHostError extends ConfigError {
+  constructor() {
+    super("no valid host name provided");
+  }
+}
+
 /** Environment accessor; the default reads the process environment. */
 export type Env = (name: string) => string | undefined;
 

@@ -18,12 +18,6 @@ export interface FileMeta {
 /** A problem with one file or directory: reported, counted, and the copy goes on (PuTTY's errs++). */
 export class FileError extends Error {}
 
-/**
- * The copy cannot go on (lost connection, protocol violation, security violation): PuTTY's bump().
- * The message is shown as it is.
- */
-export class FatalError extends Error {}
-
 /** Where an endpoint's messages go. The library never prints; the front end does. */
 export interface Reporter {
   /** A problem, shown on stderr and counted: pscp exits 1 at the end. */

@@ -9,14 +9,13 @@ import { download, upload } from "./sftp_pipeline.ts";
 import { RemoteFileWriter } from "./remote_file.ts";
 import {
   type DownloadSource,
-  FatalError,
   FileError,
   type FileMeta,
   type RemoteEntry,
   type Reporter,
   type UploadTarget,
 } from "./endpoint.ts";
-import { errorText } from "../util/error_text.ts";
+import { errorText, FatalError } from "../util/error_text.ts";
 import { compareNames, lastComponent, remoteJoin, vettedNames } from "./paths.ts";
 import type { Temporaries } from "./temporaries.ts";
 import { splitWildcardPath, wildcardMatch, wildcardUnescape } from "./wildcard.ts";

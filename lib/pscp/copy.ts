@@ -18,13 +18,12 @@
 
 import {
   type DownloadSource,
-  FatalError,
   FileError,
   type FileMeta,
   type Reporter,
   type UploadTarget,
 } from "../files/endpoint.ts";
-import { errorText } from "../util/error_text.ts";
+import { errorText, FatalError } from "../util/error_text.ts";
 import {
   listDir,
   LocalFileWriter,

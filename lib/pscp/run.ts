@@ -10,12 +10,8 @@ import { scpCommand } from "../scp/protocol.ts";
 import { planScpUpload, type ScpUploadPlan, ScpUploadTarget } from "../scp/upload.ts";
 import { RemotePlacer } from "../scp/placer.ts";
 import { Copier, type CopyOptions } from "./copy.ts";
-import {
-  type DownloadSource,
-  FatalError,
-  type Reporter,
-  type UploadTarget,
-} from "../files/endpoint.ts";
+import { type DownloadSource, type Reporter, type UploadTarget } from "../files/endpoint.ts";
+import { FatalError } from "../util/error_text.ts";
 import { localType } from "../files/local_file.ts";
 import { parseRemoteSpec, remoteColon, type RemoteSpec } from "../files/paths.ts";
 import { listDirectory, SftpDownloadSource, SftpUploadTarget } from "../files/sftp_endpoint.ts";

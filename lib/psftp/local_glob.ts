@@ -7,17 +7,9 @@
 
 import { WildcardError, wildcardMatch, wildcardUnescape } from "../files/wildcard.ts";
 import { compareNames } from "../files/paths.ts";
+import { exists } from "../util/local_fs.ts";
 
 export type LocalWildcardKind = "filename" | "wildcard" | "nonexistent";
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** glob(3)-style match of one path component. */
 function componentMatches(pattern: string, name: string): boolean {

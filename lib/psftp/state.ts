@@ -11,7 +11,7 @@
 import { type SftpClient } from "../sftp/client.ts";
 import { type Attrs, SftpError } from "../sftp/protocol.ts";
 import { printable } from "../util/printable.ts";
-import { errorText } from "../util/error_text.ts";
+import { errorText, FatalError } from "../util/error_text.ts";
 import { vettedNames } from "../files/paths.ts";
 import { Temporaries } from "../files/temporaries.ts";
 import { remoteNameMatches, splitWildcardPath, wildcardUnescape } from "../files/wildcard.ts";
@@ -43,9 +43,6 @@ export interface PsftpEnvironment {
   /** The "!" command: runs a shell command with our terminal; resolves to its exit status. */
   runLocal(command: string): Promise<number>;
 }
-
-/** Ends psftp: "FATAL ERROR: <message>", exit status 1. */
-export class FatalError extends Error {}
 
 /**
  * Whether attributes say "directory" as psftp tests it (PuTTY's `permissions & 0040000`, which

@@ -6,11 +6,11 @@
 import type { Channel } from "../ssh/channel.ts";
 import {
   type DownloadSource,
-  FatalError,
   FileError,
   type RemoteEntry,
   type Reporter,
 } from "../files/endpoint.ts";
+import { FatalError } from "../util/error_text.ts";
 import { lost, parseEntry, parseTimes, ScpStream } from "./protocol.ts";
 
 /** Largest piece of file data handed on at once. */

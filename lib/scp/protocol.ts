@@ -11,7 +11,7 @@
  */
 
 import type { Channel } from "../ssh/channel.ts";
-import { FatalError } from "../files/endpoint.ts";
+import { FatalError } from "../util/error_text.ts";
 import { ByteReader, StreamEnded } from "./reader.ts";
 
 export interface ScpCommandOptions {

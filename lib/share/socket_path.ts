@@ -19,6 +19,7 @@
 
 import { SshWriter } from "../ssh/wire.ts";
 import { errorText } from "../util/error_text.ts";
+import { passwdEntry } from "../util/passwd.ts";
 
 export const SOCKET_DIR_PREFIX = "/tmp/putty-connshare";
 const SALT_SIZE = 64;
@@ -41,14 +42,7 @@ export function parentDir(username: string): string {
  * loaded only for users /etc/passwd does not list (NSS: LDAP and the like) or without /etc/passwd.
  */
 export async function userName(): Promise<string> {
-  const uid = Deno.uid();
-  try {
-    for (const line of Deno.readTextFileSync("/etc/passwd").split("\n")) {
-      const f = line.split(":");
-      if (f.length >= 3 && f[2] === String(uid) && f[0]) return f[0];
-    }
-  } catch { /* no /etc/passwd */ }
-  return (await import("node:os")).userInfo().username;
+  return passwdEntry()?.name || (await import("node:os")).userInfo().username;
 }
 
 /** mkdir 0700 (existing is fine), then insist it is ours and closed to everyone else. */

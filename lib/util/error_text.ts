@@ -48,3 +48,9 @@ export function osErrorText(e: unknown): string {
 export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/**
+ * The tool cannot go on (lost connection, protocol or security violation): PuTTY's bump() in
+ * pscp, connection_fatal() in psftp. The message is the one line the front-end shows.
+ */
+export class FatalError extends Error {}
