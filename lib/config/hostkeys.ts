@@ -25,6 +25,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { SshReader, TruncatedMessage } from "../ssh/wire.ts";
 import { canonicalManualHostKey } from "./manual_host_key.ts";
 import { replaceFile } from "./settings_file.ts";
 import { puttyDir } from "./putty_dir.ts";
@@ -46,30 +47,20 @@ export interface HostKeyInfo {
 // ---------------------------------------------------------------------------------------------
 // Blob reading.
 
-class Reader {
-  private pos = 0;
-  constructor(private readonly buf: Uint8Array) {}
-  uint32(): number {
-    if (this.pos + 4 > this.buf.length) throw new Error("truncated host key blob");
-    const v = new DataView(this.buf.buffer, this.buf.byteOffset + this.pos, 4).getUint32(0);
-    this.pos += 4;
-    return v;
-  }
-  string(): Uint8Array {
-    const len = this.uint32();
-    if (this.pos + len > this.buf.length) throw new Error("truncated host key blob");
-    const s = this.buf.subarray(this.pos, this.pos + len);
-    this.pos += len;
-    return s;
-  }
-  text(): string {
-    return new TextDecoder().decode(this.string());
-  }
-  /** An SSH mpint; negative values are refused (no host key has one). */
-  mpint(): bigint {
-    const b = this.string();
-    if (b.length && b[0] & 0x80) throw new Error("negative mpint in host key blob");
-    return bytesToBigBE(b);
+/** An SSH mpint from a host key; negative values are refused (no host key has one). */
+function mpint(r: SshReader): bigint {
+  const b = r.bytes();
+  if (b.length && b[0] & 0x80) throw new Error("negative mpint in host key blob");
+  return bytesToBigBE(b);
+}
+
+/** Runs `read` over a key blob: a blob cut short is reported as such. */
+function readingBlob<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof TruncatedMessage) throw new Error("truncated host key blob");
+    throw e;
   }
 }
 
@@ -182,34 +173,34 @@ function ecdsaPoint(curve: string, q: Uint8Array): [bigint, bigint] {
 // ---------------------------------------------------------------------------------------------
 
 /** Reads the key fields for a base key type from `r`; returns [cache id, value, bits]. */
-function readBaseKey(algorithm: string, r: Reader): [string, string, number] {
+function readBaseKey(algorithm: string, r: SshReader): [string, string, number] {
   switch (algorithm) {
     case "ssh-ed25519": {
-      const [x, y] = ed25519Point(r.string());
+      const [x, y] = ed25519Point(r.bytes());
       return ["ssh-ed25519", `${hex(x)},${hex(y)}`, 255];
     }
     case "ssh-ed448": {
-      const [x, y] = ed448Point(r.string());
+      const [x, y] = ed448Point(r.bytes());
       return ["ssh-ed448", `${hex(x)},${hex(y)}`, 448];
     }
     case "ecdsa-sha2-nistp256":
     case "ecdsa-sha2-nistp384":
     case "ecdsa-sha2-nistp521": {
       const curve = algorithm.slice("ecdsa-sha2-".length);
-      if (r.text() !== curve) throw new Error("ECDSA curve name does not match the key type");
-      const [x, y] = ecdsaPoint(curve, r.string());
+      if (r.string() !== curve) throw new Error("ECDSA curve name does not match the key type");
+      const [x, y] = ecdsaPoint(curve, r.bytes());
       return [algorithm, `${curve},${hex(x)},${hex(y)}`, NIST[curve].bits];
     }
     case "ssh-rsa": {
-      const e = r.mpint();
-      const n = r.mpint();
+      const e = mpint(r);
+      const n = mpint(r);
       return ["rsa2", `${hex(e)},${hex(n)}`, bitLength(n)];
     }
     case "ssh-dss": {
-      const p = r.mpint();
-      const q = r.mpint();
-      const g = r.mpint();
-      const y = r.mpint();
+      const p = mpint(r);
+      const q = mpint(r);
+      const g = mpint(r);
+      const y = mpint(r);
       return ["dss", [p, q, g, y].map(hex).join(","), bitLength(p)];
     }
     default:
@@ -221,11 +212,14 @@ const CERT_SUFFIX = "-cert-v01@openssh.com";
 
 /** Decode an SSH public key blob (RFC 4253 6.6 format) into PuTTY's cache terms. */
 export function parseHostKeyBlob(blob: Uint8Array): HostKeyInfo {
-  const r = new Reader(blob);
-  const algorithm = r.text();
+  return readingBlob(() => readHostKeyBlob(new SshReader(blob)));
+}
+
+function readHostKeyBlob(r: SshReader): HostKeyInfo {
+  const algorithm = r.string();
   if (algorithm.endsWith(CERT_SUFFIX)) {
     const base = algorithm.slice(0, -CERT_SUFFIX.length);
-    r.string(); // nonce
+    r.bytes(); // nonce
     const [, value, bits] = readBaseKey(base, r);
     return { algorithm, cacheId: `opensshcert-${base}`, cacheValue: value, bits };
   }
@@ -353,11 +347,14 @@ export function fingerprintMd5(blob: Uint8Array): string {
 
 /** For a certificate, the blob of the certified key (PuTTY fingerprints that by default). */
 function baseKeyBlob(blob: Uint8Array): Uint8Array {
-  const r = new Reader(blob);
-  const algorithm = r.text();
+  return readingBlob(() => readBaseKeyBlob(blob, new SshReader(blob)));
+}
+
+function readBaseKeyBlob(blob: Uint8Array, r: SshReader): Uint8Array {
+  const algorithm = r.string();
   if (!algorithm.endsWith(CERT_SUFFIX)) return blob;
   const base = algorithm.slice(0, -CERT_SUFFIX.length);
-  r.string(); // nonce
+  r.bytes(); // nonce
   const parts: Uint8Array[] = [new TextEncoder().encode(base)];
   const count = base === "ssh-rsa"
     ? 2
@@ -366,7 +363,7 @@ function baseKeyBlob(blob: Uint8Array): Uint8Array {
     : base.startsWith("ecdsa-sha2-")
     ? 2
     : 1;
-  for (let i = 0; i < count; i++) parts.push(r.string());
+  for (let i = 0; i < count; i++) parts.push(r.bytes());
   const len = parts.reduce((n, p) => n + 4 + p.length, 0);
   const out = new Uint8Array(len);
   const view = new DataView(out.buffer);
