@@ -1,5 +1,5 @@
 /**
- * Port forwarding (-L, -R, -D) and agent forwarding (-A) end to end (issue 5), against a real
+ * Port forwarding (-L, -R, -D) and agent forwarding (-A) end to end, against a real
  * OpenSSH sshd on loopback, real TCP peers started here (an echo server, a tiny HTTP server),
  * curl as the SOCKS client, a real ssh-agent, and PuTTY 0.78's own plink as upstream and
  * downstream of shared connections.

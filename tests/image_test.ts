@@ -1,5 +1,5 @@
 /**
- * The Docker image (issue 6) without a Docker engine: the Dockerfile passes a Dockerfile linter
+ * The Docker image without a Docker engine: the Dockerfile passes a Dockerfile linter
  * and its stages fit together, and its build stage, replayed from exactly the files it copies
  * (COPY lines into a scratch WORKDIR, then its RUN line: scripts/build_image.sh), produces a tool
  * layout whose entrypoint and links dispatch and run a real batch job.

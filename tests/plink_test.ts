@@ -1,5 +1,5 @@
 /**
- * plink end to end (issue 2) against a real OpenSSH sshd on loopback: output, binary-safe stdio
+ * plink end to end against a real OpenSSH sshd on loopback: output, binary-safe stdio
  * with back-pressure, exit statuses, the errors users hit, and the host-key cache shared with
  * PuTTY's own plink.
  */

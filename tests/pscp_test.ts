@@ -1,5 +1,5 @@
 /**
- * pscp end to end (issue 4) against OpenSSH's sshd on loopback (internal-sftp and its scp),
+ * pscp end to end against OpenSSH's sshd on loopback (internal-sftp and its scp),
  * compared with PuTTY 0.78's own pscp where their behaviour should agree: trees with odd names
  * both ways in both protocols, a 200 MB file by checksum, -p, wildcards and -unsafe, -ls, the
  * SFTP-to-SCP fallback, a server dying mid-transfer, and upstreams (ours and PuTTY's plink).

@@ -1,5 +1,5 @@
 /**
- * psftp (issue 4): the pure parts (command-line words and quoting as PuTTY's psftp splits them,
+ * psftp: the pure parts (command-line words and quoting as PuTTY's psftp splits them,
  * PuTTY's wildcards and local globbing, chmod modes, the line editor's state machine).
  */
 

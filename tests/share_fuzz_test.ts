@@ -1,5 +1,5 @@
 /**
- * 1,000 malformed packets from a fake downstream on the raw sharing socket (issue 6): random
+ * 1,000 malformed packets from a fake downstream on the raw sharing socket: random
  * types and lengths, truncated fields, trailing bytes, foreign and random channel ids, NUL bytes
  * in strings, oversize and zero length prefixes, frames cut short. Meanwhile a well-behaved
  * downstream (our plink) streams data through the same upstream; it must arrive intact, the

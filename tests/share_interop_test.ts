@@ -1,5 +1,5 @@
 /**
- * Connection sharing against real peers (issue 3): OpenSSH sshd on loopback, PuTTY 0.78's own
+ * Connection sharing against real peers: OpenSSH sshd on loopback, PuTTY 0.78's own
  * plink from putty-tools, and our plink run as a process.
  */
 

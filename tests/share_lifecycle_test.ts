@@ -1,5 +1,5 @@
 /**
- * The life of an upstream (issue 3): it outlives its own session while downstreams remain, its
+ * The life of an upstream: it outlives its own session while downstreams remain, its
  * death gives downstreams a clear error rather than a hang, simultaneous starts elect exactly one
  * upstream, a stale socket is replaced, unsafe socket directories are refused, -v explains.
  * Saved sessions' ConnectionSharing, ConnectionSharingUpstream and ConnectionSharingDownstream

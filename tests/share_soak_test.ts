@@ -1,5 +1,5 @@
 /**
- * Soak (issue 6): 10,000 downstream sessions through one upstream, which must not leak file
+ * Soak: 10,000 downstream sessions through one upstream, which must not leak file
  * descriptors or memory. The upstream is a real, separate `plink -share -N` process of ours; the
  * downstreams are in-process clients (lib/share/downstream.ts: the sharing socket, our
  * SshConnection), 8 at a time, each connecting, running `echo <n>` on the server, checking its

@@ -166,16 +166,21 @@ function processHostArg(st: State, arg: string): boolean {
   return false;
 }
 
+/**
+ * A "user@" in the host name becomes the user (an empty one clears it), as prepare_session()
+ * and psftp_connect() do; returns the host without it or its leading blanks.
+ */
+function takeUserFromHost(c: PuttyConfig): string {
+  const host = c.host.replace(/^[ \t]+/, "");
+  const at = host.lastIndexOf("@");
+  if (host === "" || at < 0) return host;
+  c.user = host.slice(0, at) || undefined;
+  return host.slice(at + 1);
+}
+
 /** prepare_session(): user@host, a single ":suffix" dropped, whitespace removed. */
 function prepareSession(c: PuttyConfig): void {
-  let host = c.host.replace(/^[ \t]+/, "");
-  if (host !== "") {
-    const at = host.lastIndexOf("@");
-    if (at >= 0) {
-      c.user = host.slice(0, at) || undefined;
-      host = host.slice(at + 1);
-    }
-  }
+  let host = takeUserFromHost(c);
   const colon = hostStrchr(host, ":");
   if (colon >= 0 && colon === hostStrchr(host, ":", true)) host = host.slice(0, colon);
   c.host = host.replace(/[ \t]/g, "");
@@ -375,15 +380,7 @@ function resolveFileTransferHost(
   }
   if (st.conf.sshVersion === 1) st.conf.sshVersion = 2; // overridable by -1, as in PuTTY
   runSaved(st);
-  let h = st.conf.host.replace(/^[ \t]+/, "");
-  if (h !== "") {
-    const at = h.lastIndexOf("@");
-    if (at >= 0) {
-      st.conf.user = h.slice(0, at) || undefined;
-      h = h.slice(at + 1);
-    }
-  }
-  st.conf.host = h.replace(/[ \t]/g, "");
+  st.conf.host = takeUserFromHost(st.conf).replace(/[ \t]/g, "");
   if (user) st.conf.user = user;
   st.conf.agentForward = false;
   st.conf.x11Forward = false;
