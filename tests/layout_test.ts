@@ -1,7 +1,8 @@
 /**
  * The layout's rules, checked from the source (README.md, "Architecture"): no import cycle
  * between files nor between lib/ folders, at most two files in lib/'s root, size limits for
- * cmd/ and lib/ files, and a downstream path that cannot reach ssh2, crypto or key files.
+ * cmd/ and lib/ files, a lib/ that never prints or exits, and a downstream path that cannot
+ * reach ssh2, crypto or key files.
  */
 
 import assert from "node:assert/strict";
@@ -138,6 +139,17 @@ Deno.test("no cmd/ file over 300 lines, no lib/ file over 600", () => {
     .filter((f) => f.startsWith("cmd/") ? lines(f) > 300 : f.startsWith("lib/") && lines(f) > 600)
     .map((f) => `${f}: ${lines(f)} lines`);
   assert.deepEqual(over, []);
+});
+
+Deno.test("lib/ never prints or exits: that is the front-ends' business", () => {
+  const offending = files.filter((f) => f.startsWith("lib/")).flatMap((f) =>
+    read(f).split("\n").flatMap((line, i) =>
+      /\b(Deno\.exit|Deno\.stdout|Deno\.stderr|console\.(log|error|warn|info))\b/.test(line)
+        ? [`${f}:${i + 1}: ${line.trim()}`]
+        : []
+    )
+  );
+  assert.deepEqual(offending, []);
 });
 
 /** What the downstream may never load: ssh2, Node's crypto, the transport and key folders. */
