@@ -2,7 +2,7 @@
  * PuTTY's host key cache on Unix (unix/storage.c), in PuTTY's own format, plus host key
  * fingerprints and -hostkey matching (ssh/common.c verify_ssh_host_key, sshpubk.c).
  *
- * The file is $PUTTYSSHHOSTKEYS, else <PuTTY dir>/sshhostkeys (the directory as in sessions.ts);
+ * The file is $PUTTYSSHHOSTKEYS, else <PuTTY dir>/sshhostkeys (the directory as in putty_dir.ts);
  * one line per key:
  *
  *   <cache id>@<port>:<host> <cache string>
