@@ -1,8 +1,8 @@
 /**
  * The layout's rules, checked from the source (README.md, "Architecture"): no import cycle
  * between files nor between lib/ folders, at most two files in lib/'s root, size limits for
- * cmd/ and lib/ files, a lib/ that never prints or exits, and a downstream path that cannot
- * reach ssh2, crypto or key files.
+ * cmd/ and lib/ files, a lib/ that never prints or exits, one home each for raw mode, the signal
+ * table and error text, and a downstream path that cannot reach ssh2, crypto or key files.
  */
 
 import assert from "node:assert/strict";
@@ -150,6 +150,23 @@ Deno.test("lib/ never prints or exits: that is the front-ends' business", () => 
     )
   );
   assert.deepEqual(offending, []);
+});
+
+/** Where in cmd/ and lib/ a pattern occurs, as "file:line". */
+function occurrences(pattern: RegExp): string[] {
+  return files.flatMap((f) =>
+    read(f).split("\n").flatMap((line, i) => pattern.test(line) ? [`${f}:${i + 1}`] : [])
+  );
+}
+
+Deno.test("one raw-terminal helper, one signal table, one error-to-text helper", () => {
+  const only = (pattern: RegExp, home: string) =>
+    assert.deepEqual(occurrences(pattern).filter((at) => !at.startsWith(`${home}:`)), []);
+  only(/\.setRaw\(/, "lib/terminal/raw.ts");
+  only(/["']SIG(HUP|TERM)["']|SIGTERM: \d/, "cmd/console.ts");
+  only(/instanceof Error \? \w+\.message/, "lib/util/error_text.ts");
+  assert.ok(occurrences(/\.setRaw\(/).length > 0, "the patterns find what they look for");
+  assert.ok(occurrences(/SIGTERM: \d/).length > 0, "the patterns find what they look for");
 });
 
 /** What the downstream may never load: ssh2, Node's crypto, the transport and key folders. */
