@@ -6,8 +6,8 @@
  * errno_to_portable does, RENAME refusing to replace a file, "." and ".." in directory listings.
  *
  * Memory stays bounded: requests are answered one at a time, none while ssh2 still holds a
- * reply the client's window had no room for; a client that queues more than MAX_QUEUED_BYTES of
- * requests, or opens more than MAX_HANDLES handles, is cut off or refused.
+ * reply the client's window had no room for; a client that queues more than MAX_QUEUED requests
+ * or MAX_QUEUED_BYTES of them is cut off, one that opens more than MAX_HANDLES handles refused.
  */
 
 // @ts-types="npm:@types/ssh2@1.15.5"
@@ -23,6 +23,8 @@ const OPEN = ssh2.utils.sftp.OPEN_MODE;
 /** OpenSSH's sftp-server reads at most this much per request (SFTP_MAX_READ_LENGTH). */
 const MAX_READ = 256 * 1024 - 1024;
 const MAX_HANDLES = 256;
+/** Far above what pscp and psftp keep in flight (4 MiB of 32 KiB requests, and a few more). */
+const MAX_QUEUED = 4096;
 const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 const READDIR_BATCH = 100;
 /** How often a request waiting for the client's window looks again. */
@@ -74,7 +76,7 @@ export function serveSftp(sftp: Sftp): void {
   function on(reqId: number, bytes: number, handler: () => Promise<void>): void {
     if (closed) return;
     queuedBytes += bytes;
-    if (queuedBytes > MAX_QUEUED_BYTES) {
+    if (queue.length >= MAX_QUEUED || queuedBytes > MAX_QUEUED_BYTES) {
       closed = true;
       sftp.end();
       return;

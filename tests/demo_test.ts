@@ -6,6 +6,9 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+// @ts-types="npm:@types/ssh2@1.15.5"
+import ssh2 from "ssh2";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startLoopbackServer } from "../scripts/loopback_server.ts";
@@ -184,6 +187,111 @@ Deno.test(
       await server.close();
       await sshd.stop();
       await Deno.remove(puttyDir, { recursive: true });
+    }
+  },
+);
+
+/** One SFTP packet: length, type, body. */
+function sftpPacket(type: number, body: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(body.length + 1);
+  head[4] = type;
+  return Buffer.concat([head, body]);
+}
+
+function sftpString(s: string | Buffer): Buffer {
+  const b = typeof s === "string" ? Buffer.from(s) : s;
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(b.length);
+  return Buffer.concat([len, b]);
+}
+
+Deno.test(
+  "the loopback SFTP server cuts off a client that floods it with requests and reads no replies",
+  opts,
+  async () => {
+    const server = await startLoopbackServer();
+    const dir = await Deno.makeTempDir({ prefix: "puttykit-sftp-flood-" });
+    const conn = new ssh2.Client();
+    try {
+      const file = join(dir, "data");
+      await Deno.writeFile(file, new Uint8Array(1024 * 1024));
+      await new Promise<void>((resolve, reject) => {
+        conn.on("ready", resolve).on("error", reject).connect({
+          host: server.host,
+          port: server.port,
+          username: server.user,
+          password: server.password,
+        });
+      });
+      const ch = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        conn.subsys("sftp", (err, stream) => err ? reject(err) : resolve(stream))
+      );
+      const version = Buffer.alloc(4);
+      version.writeUInt32BE(3);
+      ch.write(sftpPacket(1, version));
+      const id = Buffer.alloc(4);
+      id.writeUInt32BE(1);
+      const flags = Buffer.alloc(8);
+      flags.writeUInt32BE(1); // SSH_FXF_READ, then no attributes
+      ch.write(sftpPacket(3, Buffer.concat([id, sftpString(file), flags])));
+      // VERSION, then HANDLE (type 102): id, string handle.
+      const handle = await new Promise<Buffer>((resolve) => {
+        let got = Buffer.alloc(0);
+        const onData = (d: Buffer) => {
+          got = Buffer.concat([got, d]);
+          while (got.length >= 4 && got.length >= 4 + got.readUInt32BE(0)) {
+            const p = got.subarray(4, 4 + got.readUInt32BE(0));
+            got = got.subarray(4 + p.length);
+            if (p[0] === 102) {
+              ch.off("data", onData);
+              ch.pause();
+              resolve(Buffer.from(p.subarray(9, 9 + p.readUInt32BE(5))));
+            }
+          }
+        };
+        ch.on("data", onData);
+      });
+      // Far more 32 KiB reads than the server will queue, none of their replies read for now.
+      const requests = 6000;
+      for (let i = 0; i < requests; i++) {
+        const body = Buffer.alloc(4 + 4 + handle.length + 8 + 4);
+        body.writeUInt32BE(i + 2, 0);
+        sftpString(handle).copy(body, 4);
+        body.writeUInt32BE((i % 32) * 32768, 4 + 4 + handle.length + 4);
+        body.writeUInt32BE(32768, 4 + 4 + handle.length + 8);
+        ch.write(sftpPacket(5, body));
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+      let replies = 0;
+      let partial = Buffer.alloc(0);
+      const ended = new Promise<void>((resolve) => {
+        ch.on("close", () => resolve());
+        ch.on("data", (d: Buffer) => {
+          partial = Buffer.concat([partial, d]);
+          while (partial.length >= 4 && partial.length >= 4 + partial.readUInt32BE(0)) {
+            partial = partial.subarray(4 + partial.readUInt32BE(0));
+            replies++;
+          }
+        });
+        ch.resume();
+      });
+      const timer = new Promise<string>((r) => setTimeout(() => r("still open"), 15000));
+      assert.equal(await Promise.race([ended.then(() => "closed"), timer]), "closed");
+      assert.ok(replies < requests, `${replies} replies: the server answered every request`);
+      // The server itself carries on.
+      const alive = await new Promise<string>((resolve, reject) =>
+        conn.exec("echo alive", (err, stream) => {
+          if (err) return reject(err);
+          let out = "";
+          stream.on("data", (d: Buffer) => out += d).on("close", () => resolve(out));
+        })
+      );
+      assert.equal(alive, "alive\n");
+    } finally {
+      conn.end();
+      await server.close();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 );
