@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 // @ts-types="npm:@types/ssh2@1.15.5"
-import ssh2 from "ssh2";
+import ssh2 from "npm:ssh2@1.17.0";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startLoopbackServer } from "../scripts/loopback_server.ts";
