@@ -1,5 +1,5 @@
 /**
- * The layout's rules, checked from the source (README.md, "Architecture"): no import cycle
+ * The layout's rules, checked from the source: README.md's Arrows are the folders' imports, no import cycle
  * between files nor between lib/ folders, at most two files in lib/'s root, size limits for
  * cmd/ and lib/ files, a lib/ that never prints or exits, one home each for raw mode, the signal
  * table and error text, and a downstream path that cannot reach ssh2, crypto or key files.
@@ -126,6 +126,38 @@ Deno.test("no import cycle between lib/ folders", () => {
   }
   assert.ok(edges.size >= 5, "the folder graph was read");
   assert.equal(findCycle(edges)?.join(" -> "), undefined);
+});
+
+Deno.test("README's arrows are the folders' imports, no more and no fewer", () => {
+  const readme = read("README.md");
+  const block = readme.slice(readme.indexOf("\nArrows")).match(/```\n([\s\S]*?)```/)?.[1];
+  assert.ok(block, "README.md has an Arrows block under Architecture");
+  const documented = new Set<string>();
+  for (const line of block.trim().split("\n")) {
+    const [from, to] = line.split(/\s*-*>\s*/);
+    for (const a of from.split(/,\s*/)) {
+      for (const b of to.replace(/\(lazily\)|\(nothing\)/g, "").split(/[,;]\s*/)) {
+        if (b.trim()) documented.add(`${a.trim()} -> ${b.trim()}`);
+      }
+    }
+  }
+  const actual = new Set<string>();
+  const name = (f: string) => f.startsWith("cmd/") ? "cmd" : f.split("/")[1];
+  for (const [from, es] of graph) {
+    if (from === "mod.ts" || folderOf(from) === "lib") continue;
+    for (const e of es) {
+      if (!e.to.startsWith("lib/") || folderOf(e.to) === "lib") continue;
+      if (name(from) !== name(e.to)) actual.add(`${name(from)} -> ${name(e.to)}`);
+    }
+  }
+  assert.deepEqual(
+    { missingFromReadme: [...actual].filter((x) => !documented.has(x)).sort() },
+    { missingFromReadme: [] },
+  );
+  assert.deepEqual(
+    { notInTheCode: [...documented].filter((x) => !actual.has(x)).sort() },
+    { notInTheCode: [] },
+  );
 });
 
 Deno.test("lib/'s root holds at most two files", () => {
