@@ -1,8 +1,8 @@
 /**
- * The layout's rules, checked from the source: README.md's Arrows are the folders' imports, no import cycle
- * between files nor between lib/ folders, at most two files in lib/'s root, size limits for
- * cmd/ and lib/ files, a lib/ that never prints or exits, one home each for raw mode, the signal
- * table and error text, and a downstream path that cannot reach ssh2, crypto or key files.
+ * The layout's rules, checked from the source: README.md's Arrows are the folders' imports; no
+ * import cycle between files nor between lib/ folders; at most two files in lib/'s root; size
+ * limits for cmd/ and lib/ files; a lib/ that never prints or exits; one home each for raw mode,
+ * the signal table and error text; a downstream path that cannot reach ssh2, crypto or key files.
  */
 
 import assert from "node:assert/strict";
