@@ -1,6 +1,6 @@
 /**
- * X11 channels through a shared connection, as PuTTY's share_xchannel hands them over: every
- * session's x11-req gives the server a cookie of its own; an X11 channel the server opens is
+ * X11 channels through a shared connection, handed over as PuTTY's share_xchannel does: each
+ * session's x11-req carries a cookie no other session uses; an X11 channel the server opens is
  * accepted here, with a small window, until its client's set-up message shows which cookie it
  * carries, and is then offered to that session's downstream as a channel of its own. A client
  * whose cookie nobody granted gets an X error ("Plink X11 proxy: Authorisation not recognised").
