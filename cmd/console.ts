@@ -286,7 +286,7 @@ export async function connectOnConsole(
 
 /**
  * -N (SshNoShell): no session; serves port forwardings and downstreams until the connection
- * ends. Returns the exit code.
+ * ends, or until `ssh -O exit` asks an upstream to finish. Returns the exit code.
  */
 export async function serveWithoutSession(c: SessionSetup): Promise<number> {
   const err = await connectionEnd(c);

@@ -20,16 +20,21 @@ interface Dep {
 
 Deno.test("a downstream plink loads no node:, npm: or crypto module before connecting", async () => {
   const mod = new URL("../mod.ts", import.meta.url);
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", fileURLToPath(mod)],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
-    modules: { specifier: string; dependencies?: Dep[] }[];
-  };
-  const deps = new Map(info.modules.map((m) => [m.specifier, m.dependencies ?? []]));
+  // What a tool loads to use an OpenSSH ControlMaster (imported when -controlpath is given).
+  const master = new URL("../lib/session/via_master.ts", import.meta.url);
+  const deps = new Map<string, Dep[]>();
+  for (const root of [mod, master]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", fileURLToPath(root)],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: { specifier: string; dependencies?: Dep[] }[];
+    };
+    for (const m of info.modules) deps.set(m.specifier, m.dependencies ?? []);
+  }
   // Runtime (not type-only), static imports: mod.ts, then the plink it dispatches to.
   const seen = new Set<string>();
   const walk = (spec: string) => {
@@ -42,6 +47,7 @@ Deno.test("a downstream plink loads no node:, npm: or crypto module before conne
   };
   walk(mod.href);
   walk(new URL("../cmd/plink.ts", import.meta.url).href);
+  walk(master.href);
   assert.ok(seen.size > 10, `walked ${seen.size} modules`);
   const heavy = [...seen].filter((s) => /^(node|npm):|crypto|ssh2|transport|auth\.ts/.test(s));
   assert.deepEqual(heavy, [], "loaded before the first packet");

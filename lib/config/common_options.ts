@@ -178,6 +178,7 @@ export const COMMON: Record<string, CommonOption> = {
   "-no-trivial-auth": { arity: 1, pri: 0, run: setField("noTrivialAuth", true) },
   "-share": { arity: 1, pri: 0, run: setField("share", true) },
   "-noshare": { arity: 1, pri: 0, run: setField("share", false) },
+  "-controlpath": { arity: 2, pri: 0, run: (st, v) => (st.conf.controlPath = v) },
   "-A": { arity: 1, notFileTransfer: true, pri: 0, run: setField("agentForward", true) },
   "-a": { arity: 1, notFileTransfer: true, pri: 0, run: setField("agentForward", false) },
   "-X": { arity: 1, notFileTransfer: true, pri: 0, run: setField("x11Forward", true) },

@@ -158,6 +158,7 @@ export function settingsToConfig(
   c.tryAgent = bool("TryAgent", true);
   c.noTrivialAuth = bool("SshNoTrivialAuth", false);
   c.logHost = str("LogHost", "");
+  c.controlPath = str("ControlPath", "");
   c.sshVersion = [0, 1].includes(int("SshProt", 3)) ? 1 : 2;
   c.preferKnownHostKeys = bool("PreferKnownHostKeys", true);
 
@@ -285,6 +286,7 @@ export function configToSettings(config: SessionConfig | PuttyConfig): Settings 
   s.set("ConnectionSharing", b(c.share));
   s.set("ConnectionSharingUpstream", b(c.shareUpstream));
   s.set("ConnectionSharingDownstream", b(c.shareDownstream));
+  if (c.controlPath) s.set("ControlPath", c.controlPath);
   s.set("Protocol", c.protocol);
   // Dynamic forwardings are stored under a 'D' key with an empty value (wmap's legacy hack).
   s.set(

@@ -166,6 +166,12 @@ export interface PuttyConfig extends SessionConfig {
   remotePortAcceptAll: boolean;
   /** LogHost (-loghost): the logical host name, used for the host key cache when not empty. */
   logHost: string;
+  /**
+   * ControlPath (-controlpath; ours, not PuTTY's): an OpenSSH-style control socket, with ssh's
+   * %-tokens and ~ unexpanded. With sharing on, a live ControlMaster there is used as the
+   * connection, and an upstream of ours listens there for OpenSSH clients too.
+   */
+  controlPath: string;
   /** SshNoTrivialAuth (-no-trivial-auth). */
   noTrivialAuth: boolean;
   /** DetachedCertificate (-cert). */
@@ -209,6 +215,7 @@ export function defaultPuttyConfig(): PuttyConfig {
     localPortAcceptAll: false,
     remotePortAcceptAll: false,
     logHost: "",
+    controlPath: "",
     noTrivialAuth: false,
     userNameFromEnvironment: false,
     sshVersion: 2,

@@ -32,6 +32,11 @@ export interface Connected {
   role: Role;
   /** The sharing socket, when downstream or upstream. */
   socketPath?: string;
+  /**
+   * Upstream only: settles when an OpenSSH client asks us to exit (`ssh -O exit`); a tool with no
+   * session of its own (plink -N) then finishes, waiting for its downstreams as usual.
+   */
+  exitRequested?: Promise<void>;
   /** Upstream only: live downstreams other than ourselves. */
   downstreams(): number;
   /**
@@ -108,6 +113,15 @@ async function connectLogged(opts: ConnectOptions): Promise<Connected> {
   const { config: cfg, ui } = opts;
   const sharing = cfg.share && (cfg.shareUpstream || cfg.shareDownstream);
   if (!sharing) return await connectDirect(opts, undefined);
+  let controlPath: string | undefined;
+  if (cfg.controlPath) {
+    const { controlPathFor, connectViaMaster } = await import("./via_master.ts");
+    controlPath = await controlPathFor(cfg);
+    if (cfg.shareDownstream) {
+      const conn = await connectViaMaster(cfg, controlPath, ui, opts.interactive ?? false);
+      if (conn) return asDownstream(conn, controlPath);
+    }
+  }
 
   const id = connectionId(keyHost(cfg), cfg.port, cfg.user);
   const canUp = opts.mayBeUpstream && cfg.shareUpstream;
@@ -131,24 +145,28 @@ async function connectLogged(opts: ConnectOptions): Promise<Connected> {
         if (attempt < DOWNSTREAM_RETRIES) continue;
         throw e;
       }
-      return {
-        conn,
-        role: "downstream",
-        socketPath: path,
-        downstreams: () => 0,
-        finish: () => {
-          conn.close("downstream finished");
-          return Promise.resolve();
-        },
-        abort: () => {
-          conn.close("downstream aborted");
-          return Promise.resolve();
-        },
-      };
+      return asDownstream(conn, path);
     }
     logNoShare(ui, decision);
-    return await connectDirect(opts, decision.role === "upstream" ? decision : undefined);
+    const up = decision.role === "upstream" ? decision : undefined;
+    return await connectDirect(opts, up, up && controlPath);
   }
+}
+
+/** A connection through an upstream's socket (PuTTY's or an OpenSSH master's at `path`). */
+function asDownstream(conn: SshConnection, path: string): Connected {
+  const done = (why: string) => {
+    conn.close(why);
+    return Promise.resolve();
+  };
+  return {
+    conn,
+    role: "downstream",
+    socketPath: path,
+    downstreams: () => 0,
+    finish: () => done("downstream finished"),
+    abort: () => done("downstream aborted"),
+  };
 }
 
 function logNoShare(ui: Interaction, d: ShareDecision): void {
@@ -168,6 +186,7 @@ function logNoShare(ui: Interaction, d: ShareDecision): void {
 async function connectDirect(
   opts: ConnectOptions,
   up: Extract<ShareDecision, { role: "upstream" }> | undefined,
+  controlPath?: string,
 ): Promise<Connected> {
   const { config: cfg, ui } = opts;
   // Everything heavy (ssh2, crypto, host-key store) is loaded only here.
@@ -187,6 +206,9 @@ async function connectDirect(
   const listener: ShareListener | undefined = up
     ? new ShareListener(up.listener, up.paths, ui.log)
     : undefined;
+  let exitRequest!: () => void;
+  const exitRequested = new Promise<void>((r) => (exitRequest = r));
+  const control = controlPath ? await listenForOpenSsh(controlPath, ui, exitRequest) : undefined;
   let mux: ConnectionMux;
   let serverVersion: string;
   try {
@@ -240,6 +262,7 @@ async function connectDirect(
     });
     const conn = new SshConnection(mine, DIRECT_LIMITS);
     listener?.activate(mux, serverVersion);
+    control?.activate(mux);
     const m = mux;
     const idle = () =>
       new Promise<void>((resolve) => {
@@ -251,6 +274,7 @@ async function connectDirect(
       conn,
       role: up ? "upstream" : "direct",
       socketPath: up?.paths.socket,
+      exitRequested,
       downstreams: () => Math.max(0, m.downstreamCount - (conn.isOpen ? 1 : 0)),
       finish: async (onWaiting) => {
         if (finished) return;
@@ -261,6 +285,7 @@ async function connectDirect(
         if (listener) {
           if (others > 0) onWaiting?.(others);
           await idle();
+          control?.retire();
           await listener.retire();
           // Someone may have connected just before the socket went away.
           await idle();
@@ -268,14 +293,35 @@ async function connectDirect(
         m.shutdown(new Error("upstream finished"));
       },
       abort: async () => {
+        control?.retire();
         await listener?.retire();
         conn.close("aborted");
         m.shutdown(new Error("upstream aborted"));
       },
     };
   } catch (e) {
+    control?.retire();
     await listener?.retire();
     throw e;
+  }
+}
+
+/** An upstream's second socket, for OpenSSH's client (lib/openssh_mux/server.ts). */
+async function listenForOpenSsh(
+  path: string,
+  ui: Interaction,
+  onExitRequest: () => void,
+): Promise<import("../openssh_mux/server.ts").ControlListener | undefined> {
+  const { ControlListener } = await import("../openssh_mux/server.ts");
+  try {
+    const control = await ControlListener.open(path, { log: ui.log, onExitRequest });
+    ui.log(
+      `Also sharing this connection with OpenSSH clients at ${path} (ssh -S ${path} -O proxy)`,
+    );
+    return control;
+  } catch (e) {
+    ui.warn(`Could not listen for OpenSSH clients at ${path}: ${errorText(e)}`);
+    return undefined;
   }
 }
 

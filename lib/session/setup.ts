@@ -117,11 +117,21 @@ export async function logSessionOutput(
   return log;
 }
 
-/** -N: waits for the connection to end, then stops the forwardings; why it ended, if not cleanly. */
+/**
+ * -N: waits for the connection to end, then stops the forwardings; why it ended, if not cleanly.
+ * An upstream asked to exit by an OpenSSH client (`ssh -O exit`) finishes instead, waiting for its
+ * downstreams as usual.
+ */
 export async function connectionEnd(c: SessionSetup): Promise<Error | undefined> {
-  const err = await c.connected.conn.closed;
+  const { conn, exitRequested } = c.connected;
+  const exit = exitRequested?.then(() => "exit" as const);
+  const end = await Promise.race(exit ? [conn.closed, exit] : [conn.closed]);
+  if (end === "exit") {
+    await finishSession(c);
+    return undefined;
+  }
   c.forwardings.close();
-  return err;
+  return end;
 }
 
 /**

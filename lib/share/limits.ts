@@ -1,7 +1,7 @@
 /**
  * The sizes connection sharing works within, in one place: PuTTY's sharing-socket message limit
- * and what follows from it, the limits of the upstream's own in-process session, and the window
- * an X11 channel gets before its owner is known.
+ * and what follows from it, the limits of the upstream's own in-process session, the window
+ * an X11 channel gets before its owner is known, and the OpenSSH control socket's sizes.
  */
 
 import type { ConnectionLimits } from "../ssh/channel.ts";
@@ -38,3 +38,16 @@ export const X11_SETUP_WINDOW = 256;
  * PuTTY's own (0x4000), which every downstream takes; we split larger ones for those who can't.
  */
 export const X11_MAX_PACKET = 0x4000;
+
+/**
+ * Largest frame on an OpenSSH control socket, either way: OpenSSH's master drops a client whose
+ * message is longer (CHANNEL_MUX_MAX_PACKET), and its packet layer refuses larger packets
+ * (PACKET_MAX_SIZE). A tool through a master uses DIRECT_LIMITS, well within it.
+ */
+export const MAX_MUX_FRAME = 256 * 1024;
+
+/** Largest data payload our upstream sends an OpenSSH proxy client in one packet. */
+export const MUX_PROXY_MAX_DATA = 65536;
+
+/** An OpenSSH control client that lets this much of our replies pile up unread is dropped. */
+export const MAX_MUX_REPLY_BACKLOG = 256 * 1024;
