@@ -16,6 +16,7 @@ import { checkHello, helloMessage, hex, MUX, muxMessage, replyReason } from "./p
 import { MuxSocket } from "./socket.ts";
 import { untrustedSocket } from "./control_path.ts";
 import { after } from "../util/timer.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 /** How long the master has to answer each step before we take it as not there. */
 const MASTER_REPLY_MS = 5000;
@@ -36,7 +37,7 @@ export async function openMaster(path: string): Promise<MasterLink> {
   try {
     conn = await Deno.connect({ transport: "unix", path });
   } catch (e) {
-    throw new NoMasterError(`${path}: ${errText(e)}`);
+    throw new NoMasterError(`${path}: ${osErrorText(e)}`);
   }
   const socket = new MuxSocket(conn, "OpenSSH master");
   const cancelTimer = after(MASTER_REPLY_MS, () => socket.close());
@@ -57,7 +58,7 @@ export async function openMaster(path: string): Promise<MasterLink> {
     return { port: new MasterPort(socket), pid };
   } catch (e) {
     socket.close();
-    throw new NoMasterError(`${path}: ${errText(e)}`);
+    throw new NoMasterError(`${path}: ${osErrorText(e)}`);
   } finally {
     cancelTimer();
   }
@@ -110,10 +111,4 @@ class MasterPort implements PacketPort {
   close(err?: Error): void {
     this.socket.close(err);
   }
-}
-
-function errText(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "No such file or directory";
-  if (e instanceof Deno.errors.ConnectionRefused) return "Connection refused";
-  return e instanceof Error ? e.message : String(e);
 }

@@ -8,6 +8,7 @@
 import type { PuttyConfig } from "../config/types.ts";
 import { ConfigError } from "../config/types.ts";
 import { userName } from "../share/socket_path.ts";
+import { errorText, osErrorText } from "../util/error_text.ts";
 
 export class ControlPathError extends Error {}
 
@@ -28,7 +29,7 @@ export async function controlPathFor(cfg: PuttyConfig): Promise<string> {
       user: cfg.user,
     });
   } catch (e) {
-    throw new ConfigError(e instanceof Error ? e.message : String(e));
+    throw new ConfigError(errorText(e));
   }
 }
 
@@ -130,7 +131,7 @@ export function unsafeDirectory(socketPath: string): string | undefined {
   try {
     st = Deno.statSync(dir);
   } catch (e) {
-    return `${dir}: ${e instanceof Error ? e.message : String(e)}`;
+    return `${dir}: ${osErrorText(e)}`;
   }
   const mode = st.mode ?? 0;
   const sticky = (mode & 0o1000) !== 0;
@@ -149,8 +150,7 @@ export function untrustedSocket(path: string): string | undefined {
   try {
     st = Deno.lstatSync(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return `${path}: No such file or directory`;
-    return `${path}: ${e instanceof Error ? e.message : String(e)}`;
+    return `${path}: ${osErrorText(e)}`;
   }
   if (!st.isSocket) return `${path}: not a socket`;
   if (st.uid !== Deno.uid()) return `${path}: socket owned by uid ${st.uid}, not by us`;

@@ -22,6 +22,7 @@ import { after } from "../util/timer.ts";
 import { unsafeDirectory } from "./control_path.ts";
 import { checkHello, helloMessage, hex, MUX, muxMessage, MuxProtocolError } from "./protocol.ts";
 import { MuxSocket } from "./socket.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 /** A client has this long to say hello, and to hang up after a refused descriptor request. */
 const HELLO_MS = 10000;
@@ -75,7 +76,7 @@ export class ControlListener {
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) {
         if (e instanceof ControlListenError) throw e;
-        throw new ControlListenError(`${path}: ${errText(e)}`);
+        throw new ControlListenError(`${path}: ${osErrorText(e)}`);
       }
     }
     const temp = `${path}.${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
@@ -83,7 +84,7 @@ export class ControlListener {
     try {
       listener = Deno.listen({ transport: "unix", path: temp });
     } catch (e) {
-      throw new ControlListenError(`${temp}: ${errText(e)}`);
+      throw new ControlListenError(`${temp}: ${osErrorText(e)}`);
     }
     try {
       Deno.chmodSync(temp, 0o600);
@@ -93,7 +94,7 @@ export class ControlListener {
       try {
         Deno.removeSync(temp);
       } catch { /* gone */ }
-      throw new ControlListenError(`${path}: ${errText(e)}`);
+      throw new ControlListenError(`${path}: ${osErrorText(e)}`);
     }
     return new ControlListener(listener, path, hooks);
   }
@@ -218,9 +219,4 @@ async function within<T>(ms: number, socket: MuxSocket, p: Promise<T>): Promise<
 
 function failure(rid: number, reason: string): Uint8Array {
   return muxMessage(MUX.S_FAILURE, (w) => w.uint32(rid).string(reason));
-}
-
-function errText(e: unknown): string {
-  if (e instanceof Deno.errors.PermissionDenied) return "Permission denied";
-  return e instanceof Error ? e.message : String(e);
 }

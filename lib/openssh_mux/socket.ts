@@ -10,6 +10,7 @@ import { concatBytes, readUint32, writeUint32 } from "../ssh/wire.ts";
 import { MAX_MUX_FRAME } from "../share/limits.ts";
 import { MuxProtocolError } from "./protocol.ts";
 import { after } from "../util/timer.ts";
+import { osErrorText } from "../util/error_text.ts";
 
 /** How long close() waits for queued bytes to be written to a peer that isn't reading. */
 const CLOSE_FLUSH_MS = 2000;
@@ -136,7 +137,7 @@ export class MuxSocket implements PacketPort {
         this.backlog -= buf.length;
       }
     } catch (e) {
-      const err = new ConnectionClosedError(`${this.peerName}: write failed: ${errText(e)}`);
+      const err = new ConnectionClosedError(`${this.peerName}: write failed: ${osErrorText(e)}`);
       this.finish(err, err);
     } finally {
       this.writing = false;
@@ -191,13 +192,9 @@ export class MuxSocket implements PacketPort {
       if (this.closed) return;
       const err = e instanceof MuxProtocolError
         ? e
-        : new ConnectionClosedError(`${this.peerName}: ${errText(e)}`);
+        : new ConnectionClosedError(`${this.peerName}: ${osErrorText(e)}`);
       if (e instanceof MuxProtocolError) this.opts.onProtocolError?.(e);
       this.finish(err, err);
     }
   }
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

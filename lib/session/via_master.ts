@@ -11,6 +11,7 @@ import type { PuttyConfig } from "../config/types.ts";
 import { DIRECT_LIMITS } from "../share/limits.ts";
 import { SshConnection } from "../ssh/connection.ts";
 import { openMaster } from "../openssh_mux/client.ts";
+import { errorText } from "../util/error_text.ts";
 
 export { controlPathFor } from "../openssh_mux/control_path.ts";
 
@@ -25,7 +26,7 @@ export async function connectViaMaster(
   try {
     link = await openMaster(path);
   } catch (e) {
-    ui.log(`No OpenSSH master to use: ${e instanceof Error ? e.message : String(e)}`);
+    ui.log(`No OpenSSH master to use: ${errorText(e)}`);
     return undefined;
   }
   ui.log(`Using OpenSSH master at ${path} (pid ${link.pid}) in proxy mode`);
