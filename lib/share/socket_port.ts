@@ -22,6 +22,13 @@ export const GREETING_PREFIX = "SSHCONNECTION@putty.projects.tartarus.org-2.0-";
 const MAX_GREETING = 1024;
 /** How long close() waits for queued messages to be written to a peer that isn't reading. */
 const CLOSE_FLUSH_MS = 2000;
+/**
+ * Read buffer sizes. An idle peer's read stays pending with its buffer, so an upstream with many
+ * quiet downstreams holds one small buffer each; a read that fills the buffer (a busy peer)
+ * moves to the bulk size, and the first small read after the data is all handled moves back.
+ */
+const IDLE_READ = 2048;
+const BULK_READ = 65536;
 
 export class ShareProtocolError extends Error {}
 
@@ -145,17 +152,13 @@ export class SocketPort implements PacketPort {
   }
 
   private async pump(): Promise<void> {
-    let buf = new Uint8Array(65536);
+    let buf = new Uint8Array(IDLE_READ);
     let have = 0;
     try {
       for (;;) {
-        if (have === buf.length) {
-          const bigger = new Uint8Array(buf.length * 2);
-          bigger.set(buf);
-          buf = bigger;
-        }
         const n = await this.conn.read(buf.subarray(have));
         if (n === null) break;
+        const filled = have + n === buf.length;
         have += n;
         let at = 0;
         if (!this.gotGreeting) {
@@ -186,6 +189,13 @@ export class SocketPort implements PacketPort {
         if (at > 0) {
           buf.copyWithin(0, at, have);
           have -= at;
+        }
+        if ((filled && buf.length < BULK_READ) || have === buf.length) {
+          const bigger = new Uint8Array(Math.max(BULK_READ, buf.length * 2));
+          bigger.set(buf.subarray(0, have));
+          buf = bigger;
+        } else if (have === 0 && n < IDLE_READ && buf.length > IDLE_READ) {
+          buf = new Uint8Array(IDLE_READ);
         }
       }
       this.fail(new ConnectionClosedError(`${this.peerName} closed the connection`));
