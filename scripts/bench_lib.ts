@@ -74,6 +74,8 @@ export interface Timing {
   stopped?: boolean;
   /** Peak resident memory (MiB) of the command and the children it waited for, if measured. */
   peakRssMiB?: number;
+  /** CPU time (user + system, ms) of the command and the children it waited for, if measured. */
+  cpuMs?: number;
 }
 
 /** The longest one timed run may take (see BenchContext.stopped); PK_BENCH_RUN_LIMIT_S sets it. */
@@ -87,6 +89,36 @@ const haveGnuTime = Deno.stat(GNU_TIME).then((s) => s.isFile, () => false);
 export interface Running {
   pid: number;
   stop(): Promise<void>;
+}
+
+/**
+ * CPU time (user + system, ms) of every child process this one has waited for so far, from
+ * getrusage(RUSAGE_CHILDREN) (microseconds; GNU time's %U/%S are centiseconds, too coarse for a
+ * 20 ms command); undefined where libc cannot be opened. Sequential runs: the difference across
+ * one run is that run's CPU, its waited-for children included.
+ */
+export function childrenCpuMs(): number | undefined {
+  rusage ??= openRusage();
+  return rusage ? rusage() : undefined;
+}
+
+let rusage: (() => number) | null | undefined;
+
+function openRusage(): (() => number) | null {
+  try {
+    const libc = Deno.dlopen("libc.so.6", {
+      getrusage: { parameters: ["i32", "buffer"], result: "i32" },
+    });
+    // struct rusage: ru_utime, ru_stime (struct timeval: 64-bit seconds, microseconds), ...
+    const buf = new BigInt64Array(18);
+    const RUSAGE_CHILDREN = -1;
+    return () => {
+      if (libc.symbols.getrusage(RUSAGE_CHILDREN, buf) !== 0) throw new Error("getrusage failed");
+      return Number(buf[0] + buf[2]) * 1000 + Number(buf[1] + buf[3]) / 1000;
+    };
+  } catch {
+    return null;
+  }
 }
 
 export function ratio(rows: Row[], a: string, b: string): [string, number] {
@@ -231,8 +263,9 @@ export class BenchContext {
   }
 
   /**
-   * One run to completion (output discarded): wall time from spawn to exit and, with `rss` where
-   * GNU time is installed, peak RSS. Throws with the command's stderr unless it succeeded.
+   * One run to completion (output discarded): wall time from spawn to exit, CPU time and, with
+   * `rss` where GNU time is installed, peak RSS. Throws with the command's stderr unless it
+   * succeeded.
    */
   async once(c: Cmd, label = c.cmd, opts: { rss?: boolean } = {}): Promise<Timing> {
     const rssFile = opts.rss && await haveGnuTime ? await Deno.makeTempFile() : undefined;
@@ -240,6 +273,7 @@ export class BenchContext {
       ? [GNU_TIME, ["-f", "%M", "-o", rssFile, c.cmd, ...c.args]]
       : [c.cmd, c.args];
     try {
+      const cpu0 = childrenCpuMs();
       const t0 = performance.now();
       const child = new Deno.Command(cmd, {
         args,
@@ -269,10 +303,12 @@ export class BenchContext {
       if (!out.success) {
         throw new Error(`${label}: exit ${out.code}: ${new TextDecoder().decode(out.stderr)}`);
       }
-      if (!rssFile) return { ms };
+      const cpu1 = childrenCpuMs();
+      const cpuMs = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined;
+      if (!rssFile) return { ms, cpuMs };
       // The last line (a failing command's status line would come first).
       const kib = Number((await Deno.readTextFile(rssFile)).trim().split("\n").pop());
-      return { ms, peakRssMiB: kib > 0 ? kib / 1024 : undefined };
+      return { ms, cpuMs, peakRssMiB: kib > 0 ? kib / 1024 : undefined };
     } finally {
       if (rssFile) await Deno.remove(rssFile).catch(() => {});
     }

@@ -27,6 +27,8 @@ Deno.test("deno task bench --quick runs every section", async () => {
     assert.ok(out.success, new TextDecoder().decode(out.stderr));
     for (
       const title of [
+        "Warm downstream `true` next to Deno's hello world",
+        "Peak RSS of those runs",
         "Per-command latency",
         "parallel downstream commands",
         "from the server",
@@ -52,10 +54,11 @@ Deno.test("deno task bench --quick runs every section", async () => {
     assert.match(text, /ratio ours psftp \/ PuTTY psftp: \d/);
     assert.match(text, /ratio ours plink \/ OpenSSH ssh: \d/);
     assert.match(text, /server authentications during the 2 warm downstream runs: 0/);
+    assert.match(text, /ratio ours, warm downstream \/ deno run hello\.ts, CPU, paired: \d/);
     assert.match(text, /server authentications for our 10 downstreams: 0/);
     const printed = text.match(/^ +median +min +max /gm)?.length ?? 0;
     const markdown = (await Deno.readTextFile(md)).match(/^\|---/gm)?.length ?? 0;
-    assert.equal(printed, 13, "tables printed");
+    assert.equal(printed, 15, "tables printed");
     assert.equal(markdown, printed, "each printed table also in Markdown");
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -1,5 +1,13 @@
 /**
- * What one short command (`true`) costs, run after run:
+ * What one short command (`true`) costs. First, paired round by round (each round runs each once,
+ * in a turning order) with wall and CPU time and peak RSS:
+ *
+ *   deno run hello.ts        the floor any Deno program pays
+ *   ours, warm downstream    plink -share host true, through our upstream (plink -share -N)
+ *   PuTTY plink -share       real plink 0.78 as a downstream of that same upstream of ours
+ *   OpenSSH mux              ssh -S ... host true through a warm ControlMaster
+ *
+ * then each on its own, run after run:
  *
  *   ours, warm downstream    plink -share host true, through our upstream (plink -share -N)
  *   ours, cold upstream      plink -share host true with no upstream (it becomes one, then ends)
@@ -10,7 +18,121 @@
  *   PuTTY plink, no sharing  real plink host true
  */
 
-import { type BenchContext, ratio, type Row, type Section } from "../bench_lib.ts";
+import {
+  type BenchContext,
+  type Cmd,
+  ratio,
+  type Row,
+  type Section,
+  stats,
+  type Table,
+} from "../bench_lib.ts";
+import { DENO } from "../../tests/fixtures/tools.ts";
+
+/** The runs of one command in a paired measurement (index = round; NaN: not measured). */
+interface Series {
+  name: string;
+  wall: number[];
+  cpu: number[];
+  rss: number[];
+}
+
+/**
+ * `rounds` rounds, each running every command once in an order that turns round by round, so a
+ * burst of load on the (shared) machine hits all of them alike: wall time, CPU time and peak RSS.
+ */
+async function paired(
+  ctx: BenchContext,
+  cmds: { name: string; cmd: Cmd }[],
+  rounds: number,
+): Promise<Series[]> {
+  const series = cmds.map(({ name }) => ({ name, wall: [], cpu: [], rss: [] } as Series));
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < cmds.length; k++) {
+      const i = (k + r) % cmds.length;
+      const t = await ctx.once(cmds[i].cmd, cmds[i].name, { rss: true });
+      series[i].wall.push(t.ms);
+      series[i].cpu.push(t.cpuMs ?? NaN);
+      series[i].rss.push(t.peakRssMiB ?? NaN);
+    }
+  }
+  return series;
+}
+
+/** Median over the rounds of a's value / b's value in the same round (rounds with both). */
+function pairedRatio(a: number[], b: number[]): number {
+  return stats(a.map((v, i) => v / b[i]).filter(Number.isFinite)).median;
+}
+
+const measured = (values: number[]) => values.filter(Number.isFinite);
+
+/**
+ * Our warm downstream next to `deno run hello.ts` (the floor any Deno program pays), PuTTY's plink
+ * through the same upstream of ours and OpenSSH's ssh -S through a ControlMaster, paired run by
+ * run: wall and CPU time, and peak RSS.
+ */
+async function againstFloor(ctx: BenchContext): Promise<Table[]> {
+  const dir = await Deno.makeTempDir({ prefix: "pk-bench-hello-" });
+  const hello = `${dir}/hello.ts`;
+  await Deno.writeTextFile(hello, 'console.log("hello");\n');
+  const up = await ctx.startUpstream("ours");
+  const master = await ctx.startSshMaster();
+  let series: Series[];
+  try {
+    series = await paired(ctx, [
+      { name: "deno run hello.ts", cmd: { cmd: DENO, args: ["run", "--quiet", hello] } },
+      { name: "ours, warm downstream", cmd: ctx.ours(["-share", "-batch", ...ctx.target, "true"]) },
+      {
+        name: "PuTTY plink -share (our upstream)",
+        cmd: ctx.real(["-share", "-batch", ...ctx.target, "true"]),
+      },
+      { name: "OpenSSH mux (ssh -S)", cmd: ctx.ssh(["true"], true) },
+    ], ctx.runs);
+  } finally {
+    await master.stop();
+    await up.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+  const [floor, ours, putty, ssh] = series;
+  const rows = (pick: (s: Series) => number[], suffix = "") =>
+    series.filter((s) => measured(pick(s)).length).map((s) => ({
+      name: `${s.name}${suffix}`,
+      stats: stats(measured(pick(s))),
+    }));
+  const vs = (pick: (s: Series) => number[], what: string, a: Series, b: Series) =>
+    pick(a).some((v, i) => Number.isFinite(v / pick(b)[i]))
+      ? [[`${a.name} / ${b.name}, ${what}, paired`, pairedRatio(pick(a), pick(b))] as [
+        string,
+        number,
+      ]]
+      : [];
+  const wall = (s: Series) => s.wall;
+  const cpu = (s: Series) => s.cpu;
+  const rss = (s: Series) => s.rss;
+  const tables: Table[] = [{
+    title: `Warm downstream \`true\` next to Deno's hello world, wall and CPU time ` +
+      `(${ctx.runs} rounds, each runs all four)`,
+    unit: "ms",
+    rows: [...rows(wall), ...rows(cpu, ", CPU")],
+    ratios: [
+      ...vs(wall, "wall", ours, floor),
+      ...vs(cpu, "CPU", ours, floor),
+      ...vs(wall, "wall", ours, putty),
+      ...vs(wall, "wall", ours, ssh),
+    ],
+    notes: measured(cpu(ours)).length ? [] : ["no CPU times: libc's getrusage could not be called"],
+  }];
+  if (measured(rss(ours)).length) {
+    tables.push({
+      title: "Peak RSS of those runs",
+      unit: "MiB",
+      rows: rows(rss),
+      ratios: [...vs(rss, "peak RSS", ours, floor), ...vs(rss, "peak RSS", ours, putty)],
+      notes: [],
+    });
+  }
+  return tables;
+}
 
 export const latency: Section = {
   name: "latency",
@@ -52,7 +174,7 @@ export const latency: Section = {
     await add("PuTTY plink, no sharing", "real direct", ctx.real([...auth, ...target, "true"]));
 
     const warm = "ours, warm downstream";
-    return [{
+    return [...await againstFloor(ctx), {
       title: `Per-command latency of \`true\` (${ctx.runs} sequential runs each)`,
       unit: "ms",
       rows,
