@@ -53,8 +53,34 @@ Deno.test("a downstream plink loads no node:, npm: or crypto module before conne
   assert.deepEqual(heavy, [], "loaded before the first packet");
 });
 
+/**
+ * The modules a run loaded, as Deno logs them: each ES module it evaluated ("V8 code cache hit
+ * for ES module: <url>" or "Updating V8 code cache ...", at debug level) and each part of its
+ * Node layer loaded on first use (DENO_LOG_LAZY_LOAD: "[lazy] lazy_script ext:deno_node/...").
+ */
+const MODULE_LOG = { DENO_LOG: "deno::module_loader=debug", DENO_LOG_LAZY_LOAD: "1" };
+
+function loadedModules(stderr: string): string[] {
+  const root = new URL("../", import.meta.url).href;
+  return stderr.split("\n").flatMap((l) => {
+    const m = / ES module: (\S+?),? \[/.exec(l) ?? /^\[lazy\] \S+ (\S+)/.exec(l);
+    return m ? [m[1].replace(root, "")] : [];
+  });
+}
+
+/** What no downstream loads: ssh2 and the transport, key and login code, Node's layer. */
+const NEVER_DOWNSTREAM =
+  /^(npm:|node:|ext:deno_node\/)|^lib\/(transport|keys)\/|^lib\/session\/auth\.ts|^lib\/share\/(mux|upstream)\.ts|^lib\/config\/hostkeys\.ts/;
+/** Other tools' modules, per tool. */
+const OTHER_TOOLS: Record<string, RegExp> = {
+  plink: /^cmd\/(pscp|psftp|putty)\.ts|^lib\/(pscp|psftp|scp|sftp|files)\//,
+  pscp: /^cmd\/(plink|psftp|putty)\.ts|^lib\/psftp\//,
+  psftp: /^cmd\/(plink|pscp|putty)\.ts|^lib\/(pscp|scp)\//,
+};
+
 Deno.test(
-  "warm downstream plink, pscp and psftp never touch Node's timers, Buffer, process or streams",
+  "warm downstream plink, pscp and psftp never touch Node's timers, Buffer, process or streams, " +
+    "and load no transport, key, Node or other tools' module",
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
     const s = await startSshd();
@@ -65,7 +91,11 @@ Deno.test(
       await Deno.writeTextFile(`${local}/up.txt`, "uploaded\n");
       await Deno.writeTextFile(`${local}/batch`, `put ${local}/up.txt ${dir}/p.txt\nls ${dir}\n`);
       const trap = fileURLToPath(new URL("./fixtures/lazy_globals_trap.ts", import.meta.url));
-      const o = { env: s.env, denoFlags: ["--preload", trap], stdin: "stdin data\n" };
+      const o = {
+        env: { ...s.env, ...MODULE_LOG },
+        denoFlags: ["--preload", trap],
+        stdin: "stdin data\n",
+      };
       const host = `${s.user}@${s.host}`;
       const port = ["-P", String(s.port)];
       const runs = [
@@ -95,6 +125,16 @@ Deno.test(
       assert.match(runs[3].stdout, /p\.txt/);
       const touched = runs.flatMap((r) => r.stderr.split("\n").filter((l) => l.startsWith("LAZY")));
       assert.deepEqual(touched, []);
+      const tools = ["plink", "pscp", "pscp", "psftp"];
+      runs.forEach((r, i) => {
+        const loaded = loadedModules(r.stderr);
+        assert.ok(loaded.includes(`cmd/${tools[i]}.ts`), `${tools[i]}: ${loaded.join(" ")}`);
+        assert.ok(loaded.includes("lib/share/downstream.ts"), `${tools[i]}: ${loaded.join(" ")}`);
+        const wrong = loaded.filter((m) =>
+          NEVER_DOWNSTREAM.test(m) || OTHER_TOOLS[tools[i]].test(m)
+        );
+        assert.deepEqual(wrong, [], `${tools[i]} as a downstream loaded them`);
+      });
       assert.equal(await s.authCount(), 1, "all of them through the one upstream");
     } finally {
       await stopUpstream(up);

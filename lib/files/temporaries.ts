@@ -4,7 +4,6 @@
  * stopped (a signal, a fatal error) so that nothing half-written is left behind.
  */
 
-import { posix } from "node:path";
 import { after } from "../util/timer.ts";
 
 /** Characters of the target's name kept in a temporary name (well within NAME_MAX). */
@@ -15,13 +14,17 @@ const NAME_KEPT = 100;
  * the same directory, e.g. "dir/.notes.txt.3f9a01c2.pscp".
  */
 export function temporaryPath(path: string, tool: string): string {
-  const dir = posix.dirname(path);
-  const prefix = dir === "." && !path.startsWith("./") ? "" : dir.endsWith("/") ? dir : dir + "/";
+  // Split by hand: node:path would load Deno's Node layer (~50 modules) into every pscp and
+  // psftp. Trailing slashes are ignored, as by POSIX basename/dirname.
+  let end = path.length;
+  while (end > 1 && path[end - 1] === "/") end--;
+  const slash = path.lastIndexOf("/", end - 1);
+  const prefix = path.slice(0, slash + 1);
   const tag = Array.from(
     crypto.getRandomValues(new Uint8Array(4)),
     (x) => x.toString(16).padStart(2, "0"),
   ).join("");
-  const name = [...posix.basename(path)].slice(0, NAME_KEPT).join("");
+  const name = [...path.slice(slash + 1, end)].slice(0, NAME_KEPT).join("");
   return `${prefix}.${name}.${tag}.${tool}`;
 }
 
