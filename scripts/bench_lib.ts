@@ -160,7 +160,8 @@ export class BenchContext {
   readonly connectionId: string;
   /** OpenSSH client options: our keys and known_hosts, no prompts (not the port). */
   readonly sshOpts: string[];
-  private readonly ctlPath: string;
+  /** The ControlMaster's socket (OpenSSH's %C: ours expands it the same way). */
+  readonly ctlPath: string;
   private readonly running = new Set<Running>();
   /**
    * Runs stopped at RUN_LIMIT_MS, for the notes under the section's tables: a tool that gets

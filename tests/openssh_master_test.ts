@@ -316,3 +316,38 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "a saved session's ControlPath and ConnectionSharing reach the master",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const ctl = join(await controlDir(s), "m-%r-%p");
+    const path = ctl.replace("%r", s.user).replace("%p", String(s.port));
+    try {
+      const pid = await startSshMaster(s, path);
+      const sessions = join(s.env.PUTTYDIR, "sessions");
+      await Deno.mkdir(sessions, { recursive: true });
+      await Deno.writeTextFile(
+        join(sessions, "viamaster"),
+        `HostName=${s.host}\nProtocol=ssh\nPortNumber=${s.port}\nUserName=${s.user}\n` +
+          `ConnectionSharing=1\nControlPath=${ctl}\n`,
+      );
+      const r = await runOurs(
+        "plink",
+        ["-batch", "-v", "-load", "viamaster", "echo saved; exit 6"],
+        {
+          env: s.env,
+        },
+      );
+      assert.equal(r.stdout, "saved\n");
+      assert.equal(r.code, 6, r.stderr);
+      assert.match(r.stderr, /Using OpenSSH master at /);
+      assert.equal(await s.authCount(), 1);
+      assert.equal(await masterPid(s, path), pid);
+    } finally {
+      await stopSshMaster(s, path);
+      await s.stop();
+    }
+  },
+);

@@ -13,6 +13,7 @@
  *   ours, cold upstream      plink -share host true with no upstream (it becomes one, then ends)
  *   ours, no sharing         plink host true (own connection each time)
  *   OpenSSH mux              ssh -S ... host true through a warm ControlMaster
+ *   ours via OpenSSH master  plink -share -controlpath ... host true through the same master
  *   OpenSSH, no mux          ssh host true
  *   PuTTY plink -share       real plink 0.78 through a real plink -share -N upstream
  *   PuTTY plink, no sharing  real plink host true
@@ -161,6 +162,13 @@ export const latency: Section = {
 
     const master = await ctx.startSshMaster();
     await add("OpenSSH mux (ssh -S)", "ssh mux", ctx.ssh(["true"], true));
+    const masterAuthsBefore = await ctx.sshd.authCount();
+    await add(
+      "ours via OpenSSH master",
+      "ours via master",
+      ctx.ours(["-share", "-batch", "-controlpath", ctx.ctlPath, ...target, "true"]),
+    );
+    const masterAuths = (await ctx.sshd.authCount()) - masterAuthsBefore;
     await master.stop();
     await add("OpenSSH, no mux", "ssh", ctx.ssh(["true"]));
 
@@ -183,8 +191,13 @@ export const latency: Section = {
         ratio(rows, warm, "PuTTY plink -share"),
         ratio(rows, warm, "ours, no sharing"),
         ratio(rows, "ours, cold upstream", "ours, no sharing"),
+        ratio(rows, "ours via OpenSSH master", "OpenSSH mux (ssh -S)"),
+        ratio(rows, "ours via OpenSSH master", warm),
       ],
-      notes: [`server authentications during the ${ctx.runs} warm downstream runs: ${warmAuths}`],
+      notes: [
+        `server authentications during the ${ctx.runs} warm downstream runs: ${warmAuths}`,
+        `server authentications during the ${ctx.runs} runs through the OpenSSH master: ${masterAuths}`,
+      ],
     }];
   },
 };
