@@ -188,9 +188,10 @@ export async function main(args: string[]): Promise<number> {
     batch: cfg.batch,
     sanitiseStderr: !parsed.flags.has("-no-sanitise-stderr"),
   });
+  const kept = {};
   const session = new PsftpSession({
     out: output,
-    connect: (userhost, port) => connectSftp(parsed, userhost, port, ui),
+    connect: (userhost, port) => connectSftp(parsed, userhost, port, ui, kept),
     runLocal,
   });
   const terminal = Deno.stdin.isTerminal() ? new TerminalReader() : undefined;

@@ -213,7 +213,10 @@ function ppkToOpenssh(f: PpkFile, privatePlain: Uint8Array): string {
   return opensshPem(f.publicBlob, w.done(), f.comment);
 }
 
-/** Reads a key file's text; `passphrase` is needed only when needsPassphrase() said so. */
+/**
+ * Reads a key file's text (`path` names the key); `passphrase` is needed only when
+ * needsPassphrase() said so. Throws KeyFileError with the reason alone.
+ */
 export async function loadPrivateKey(
   path: string,
   text: string,
@@ -224,21 +227,21 @@ export async function loadPrivateKey(
     try {
       f = parsePpk(text);
     } catch (e) {
-      if (e instanceof KeyFileError) throw new KeyFileError(`${path}: ${e.message}`);
-      throw new KeyFileError(`${path}: unreadable PuTTY key file`);
+      if (e instanceof KeyFileError) throw e;
+      throw new KeyFileError("unreadable PuTTY key file");
     }
     try {
       const plain = await decryptPpk(f, passphrase ?? "");
       return { key: ppkToOpenssh(f, plain), comment: f.comment };
     } catch (e) {
-      throw new KeyFileError(`${path}: ${errorText(e)}`);
+      throw e instanceof KeyFileError ? e : new KeyFileError(errorText(e));
     }
   }
   if (text.includes("PRIVATE KEY")) {
     return { key: text, passphrase, comment: path };
   }
   if (/^(ssh-|ecdsa-)/.test(text)) {
-    throw new KeyFileError(`${path}: this is a public key; -i needs the private key file`);
+    throw new KeyFileError("this is a public key; -i needs the private key file");
   }
-  throw new KeyFileError(`${path}: not a private key file PuTTY or OpenSSH would recognise`);
+  throw new KeyFileError("not a private key file PuTTY or OpenSSH would recognise");
 }

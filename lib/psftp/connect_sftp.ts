@@ -3,7 +3,9 @@
  * on the shared configuration module: the command line's settings applied for that host
  * (a saved session named like the host is used when no -load was given), then a connection as
  * lib/session/connect.ts decides it — a downstream of a live upstream with -share, else a direct one.
- * psftp never becomes an upstream.
+ * psftp never becomes an upstream. `kept` carries what PuTTY's psftp keeps in its one
+ * configuration from one connection to the next: a user name once given serves a later
+ * `open host` that names none.
  */
 
 import type { ParsedCommandLine } from "../config/command_line.ts";
@@ -18,9 +20,12 @@ export async function connectSftp(
   userhost: string,
   port: number,
   ui: Interaction,
+  kept: { user?: string },
 ): Promise<SftpLink> {
   const { host, user } = splitUserHost(userhost);
   const config = parsed.forHost(host, user);
+  config.user ??= kept.user;
+  kept.user = config.user;
   if (port) config.port = port;
   const connected = await connect({ config, mayBeUpstream: false, ui, interactive: true });
   let sftp: SftpClient;

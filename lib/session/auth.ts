@@ -17,13 +17,15 @@ import {
 } from "../config/hostkeys.ts";
 import { type Interaction, keyHost } from "./interaction.ts";
 import {
+  isPpk,
   KeyFileError,
   type LoadedKey,
   loadPrivateKey,
   needsPassphrase,
 } from "../keys/private_key.ts";
+import { parsePrivateKey } from "../transport/ssh2_internals.ts";
 import { type Credentials, TransportError } from "../transport/transport.ts";
-import { osErrorText } from "../util/error_text.ts";
+import { errorText } from "../util/error_text.ts";
 
 /**
  * `interactive` (psftp, putty, plink without a command): the user name is announced on stderr,
@@ -34,6 +36,9 @@ export async function prepareAuth(
   ui: Interaction,
   interactive = false,
 ): Promise<Credentials> {
+  // As in PuTTY, the key file is looked at before the user name is settled, and its private
+  // part (with any passphrase) after.
+  const keyText = cfg.keyFile ? await readKeyFile(cfg.keyFile, ui) : undefined;
   let user = cfg.user;
   if (!user) {
     if (cfg.batch) {
@@ -48,27 +53,74 @@ export async function prepareAuth(
   if (cfg.certFile) {
     ui.warn(`Certificates are not supported by puttykit; not using "${cfg.certFile}"`);
   }
-  let key: LoadedKey | undefined;
-  if (cfg.keyFile) {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(cfg.keyFile);
-    } catch (e) {
-      throw new KeyFileError(`Unable to load key file "${cfg.keyFile}" (${osErrorText(e)})`);
-    }
-    let passphrase: string | undefined;
-    if (needsPassphrase(text)) {
-      if (cfg.batch) {
-        throw new KeyFileError(
-          `Key file "${cfg.keyFile}" needs a passphrase, which cannot be asked for in batch mode`,
-        );
-      }
-      passphrase = await ui.prompt(`Passphrase for key "${cfg.keyFile}": `, false);
-    }
-    key = await loadPrivateKey(cfg.keyFile, text, passphrase);
-  }
+  const key = keyText === undefined
+    ? undefined
+    : await decodeKeyFile(cfg.keyFile!, keyText, cfg.batch, ui);
   const sock = Deno.env.get("SSH_AUTH_SOCK");
   return { user, key, agentSocket: cfg.tryAgent && sock ? sock : undefined };
+}
+
+/*
+ * An unusable -i key file (missing, unreadable, not a key, corrupt) is, as in PuTTY, said in one
+ * line and authentication carries on without it (agent, -pw, keyboard-interactive). A
+ * passphrase that cannot be asked for, or is wrong, stays fatal.
+ */
+
+/** The text of a private key file, or undefined when it cannot be one. */
+async function readKeyFile(path: string, ui: Interaction): Promise<string | undefined> {
+  ui.log(`Reading key file "${path}"`);
+  // PuTTY writes these lines with "\r\n" (warn adds the "\n").
+  const unusable = (why: string) => {
+    ui.log(`Unable to use this key file (${why})`);
+    ui.warn(`Unable to use key file "${path}" (${why})\r`);
+    return undefined;
+  };
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    return unusable("unable to open file");
+  }
+  if (!isPpk(text) && !text.includes("PRIVATE KEY")) {
+    // A public key alone: PuTTY only uses it to choose among the agent's keys, which we all try.
+    if (/^(ssh-|ecdsa-|---- BEGIN SSH2 PUBLIC KEY)/.test(text)) {
+      ui.log("Key file contains public key only");
+      return undefined;
+    }
+    return unusable("not a recognised key file format");
+  }
+  return text;
+}
+
+/** The key from its file's text, decrypted; undefined when it is unusable after all. */
+async function decodeKeyFile(
+  path: string,
+  text: string,
+  batch: boolean,
+  ui: Interaction,
+): Promise<LoadedKey | undefined> {
+  let passphrase: string | undefined;
+  if (needsPassphrase(text)) {
+    if (batch) {
+      throw new KeyFileError(
+        `Key file "${path}" needs a passphrase, which cannot be asked for in batch mode`,
+      );
+    }
+    passphrase = await ui.prompt(`Passphrase for key "${path}": `, false);
+  }
+  try {
+    const key = await loadPrivateKey(path, text, passphrase);
+    parsePrivateKey(key.key, key.passphrase);
+    return key;
+  } catch (e) {
+    const why = errorText(e);
+    if (passphrase !== undefined) {
+      throw new KeyFileError(`Unable to load key file "${path}" (${why})`);
+    }
+    ui.log(`Unable to load private key (${why})`);
+    ui.warn(`Unable to load private key (${why})\r`);
+    return undefined;
+  }
 }
 
 /**

@@ -12,6 +12,7 @@
  */
 
 import type { PuttyConfig } from "../config/types.ts";
+import { hostStrduptrim } from "../config/forwarding_spec.ts";
 import { ConfigError } from "../config/types.ts";
 import { SshConnection } from "../ssh/connection.ts";
 import { DIRECT_LIMITS } from "../share/limits.ts";
@@ -219,7 +220,7 @@ async function connectDirect(
       );
     }
     const transport = await openTransport({
-      host: cfg.host,
+      host: hostStrduptrim(cfg.host),
       port: cfg.port,
       addressFamily: cfg.addressFamily,
       compression: cfg.compression,

@@ -4,6 +4,7 @@
  */
 
 import type { PuttyConfig } from "../config/types.ts";
+import { hostStrduptrim } from "../config/forwarding_spec.ts";
 import type { PacketLog } from "../log/log_files.ts";
 
 export interface HostKeyQuestion {
@@ -37,9 +38,12 @@ export interface Interaction {
   attachPacketLog?(log: PacketLog): void;
 }
 
-/** The host PuTTY indexes the host-key cache and sharing sockets by: -loghost if given. */
+/**
+ * The host PuTTY indexes the host-key cache and sharing sockets by: -loghost if given, without
+ * the brackets of an IPv6 literal ("[::1]" is "::1").
+ */
 export function keyHost(cfg: PuttyConfig): string {
-  return cfg.logHost || cfg.host;
+  return hostStrduptrim(cfg.logHost || cfg.host);
 }
 
 /** PuTTY's words for an unknown or changed host key, before it asks what to do. */
