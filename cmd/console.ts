@@ -258,14 +258,14 @@ export function fatalAfterSession(terminal: RawTerminal, message: string): never
 /**
  * Connects with console interaction and starts the forwardings (lib/session/setup.ts), or prints
  * FATAL ERROR and exits. `interactive`: see ConnectOptions (PuTTY's rule for plink: no remote
- * command and no subsystem). When `handleSignals` says so for the connection,
+ * command and no -nc; `-s` alone counts). When `handleSignals` says so for the connection,
  * SIGHUP/SIGINT/SIGTERM restore the terminal, drop the connection (an upstream removes its
  * socket) and exit. `appName` ("Plink", "PuTTY") is how the X11 proxy names itself.
  */
 export async function connectOnConsole(
   cfg: PuttyConfig,
   handleSignals: (connected: Connected) => boolean,
-  interactive = !cfg.remoteCommand && !cfg.subsystem,
+  interactive = !cfg.remoteCommand && !cfg.ncHost,
   appName = "Plink",
 ): Promise<SessionSetup> {
   let session: SessionSetup;

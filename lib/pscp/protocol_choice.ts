@@ -10,7 +10,7 @@ import type { SshConnection } from "../ssh/connection.ts";
 import type { Channel } from "../ssh/channel.ts";
 import { SftpClient } from "../sftp/client.ts";
 import { SftpUnavailableError } from "../sftp/protocol.ts";
-import { openCommand } from "../session/main_channel.ts";
+import { openCommand, openMainChannel } from "../session/main_channel.ts";
 
 export type TransferSession =
   | { kind: "sftp"; sftp: SftpClient }
@@ -34,14 +34,17 @@ export async function startFileTransfer(
 ): Promise<TransferSession> {
   if (o.trySftp) {
     try {
-      return { kind: "sftp", sftp: await SftpClient.start(conn, { fallbackExec: !o.tryScp }) };
+      return {
+        kind: "sftp",
+        sftp: await SftpClient.start(conn, { fallbackExec: !o.tryScp, open: openMainChannel }),
+      };
     } catch (e) {
       if (!(e instanceof SftpUnavailableError) || !o.tryScp) throw e;
       o.log("Primary command failed; attempting fallback");
     }
   }
   const command = typeof o.command === "string" ? o.command : await o.command();
-  return { kind: "scp", channel: await openCommand(conn, command) };
+  return { kind: "scp", channel: await openCommand(conn, command, openMainChannel) };
 }
 
 /** PuTTY's quoting of the -ls directory for `ls -la '...'` in SCP mode. */

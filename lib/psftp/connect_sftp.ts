@@ -12,6 +12,7 @@ import type { ParsedCommandLine } from "../config/command_line.ts";
 import { connect } from "../session/connect.ts";
 import type { Interaction } from "../session/interaction.ts";
 import { SftpClient } from "../sftp/client.ts";
+import { openMainChannel } from "../session/main_channel.ts";
 import { splitUserHost } from "../files/paths.ts";
 import type { SftpLink } from "./state.ts";
 
@@ -31,7 +32,7 @@ export async function connectSftp(
   let sftp: SftpClient;
   try {
     // Like PuTTY, fall back to running sftp-server when the subsystem is refused.
-    sftp = await SftpClient.start(connected.conn, { fallbackExec: true });
+    sftp = await SftpClient.start(connected.conn, { fallbackExec: true, open: openMainChannel });
   } catch (e) {
     await connected.abort();
     throw e;

@@ -5,7 +5,8 @@
  */
 
 import type { X11Request } from "../forward/x11.ts";
-import type { SshConnection } from "../ssh/connection.ts";
+import { openFailureLogText } from "../forward/bridge.ts";
+import { ChannelOpenError, type SshConnection } from "../ssh/connection.ts";
 import type { Channel } from "../ssh/channel.ts";
 
 export interface PtyRequest {
@@ -38,11 +39,21 @@ export interface MainChannelOptions {
 /** The server said no to starting what we asked for. */
 export class RemoteRefusedError extends Error {}
 
+/** A tool's first session channel; its refusal in PuTTY's words, with the server's reason. */
+export async function openMainChannel(conn: SshConnection): Promise<Channel> {
+  try {
+    return await conn.openSession();
+  } catch (e) {
+    if (!(e instanceof ChannelOpenError)) throw e;
+    throw new RemoteRefusedError(`Server refused to open main channel: ${openFailureLogText(e)}`);
+  }
+}
+
 export async function startMainChannel(
   conn: SshConnection,
   opts: MainChannelOptions,
 ): Promise<Channel> {
-  const ch = await conn.openSession();
+  const ch = await openMainChannel(conn);
   const warn = opts.warn ?? (() => {});
   if (opts.x11) {
     // Logged only, as PuTTY does.
@@ -63,17 +74,12 @@ export async function startMainChannel(
   for (const [name, value] of opts.env ?? []) {
     if (!(await ch.env(name, value))) warn(`Server refused to set environment variable ${name}`);
   }
+  // PuTTY has one message for a refused subsystem, command or shell.
   let ok: boolean;
-  if (opts.subsystem) {
-    ok = await ch.subsystem(opts.command ?? "");
-    if (!ok) throw new RemoteRefusedError(`Server refused to start subsystem "${opts.command}"`);
-  } else if (opts.command !== undefined && opts.command !== "") {
-    ok = await ch.exec(opts.command);
-    if (!ok) throw new RemoteRefusedError("Server refused to start a command");
-  } else {
-    ok = await ch.shell();
-    if (!ok) throw new RemoteRefusedError("Server refused to start a shell");
-  }
+  if (opts.subsystem) ok = await ch.subsystem(opts.command ?? "");
+  else if (opts.command !== undefined && opts.command !== "") ok = await ch.exec(opts.command);
+  else ok = await ch.shell();
+  if (!ok) throw new RemoteRefusedError("Server refused to start a shell/command");
   return ch;
 }
 
@@ -131,9 +137,13 @@ export async function pumpFromChannel(
   for (let chunk = await src.read(); chunk; chunk = await src.read()) await write(chunk);
 }
 
-/** A session channel running `command`. */
-export async function openCommand(conn: SshConnection, command: string): Promise<Channel> {
-  const channel = await conn.openSession();
+/** A session channel running `command`; `open` opens the channel. */
+export async function openCommand(
+  conn: SshConnection,
+  command: string,
+  open = (c: SshConnection) => c.openSession(),
+): Promise<Channel> {
+  const channel = await open(conn);
   if (!(await channel.exec(command))) {
     channel.close();
     throw new RemoteRefusedError("Server refused to start a shell/command");

@@ -41,6 +41,8 @@ export interface SftpStartOptions {
    * servers without the subsystem configured.
    */
   fallbackExec?: boolean;
+  /** Opens the session channel for SFTP (a tool's main channel, refused in its words). */
+  open?: (conn: SshConnection) => Promise<Channel>;
 }
 
 /** What PuTTY's pscp runs when the sftp subsystem is refused. */
@@ -71,7 +73,7 @@ export class SftpClient {
 
   /** Opens a session channel, starts the SFTP server on it and does INIT/VERSION. */
   static async start(conn: SshConnection, opts: SftpStartOptions = {}): Promise<SftpClient> {
-    const ch = await conn.openSession();
+    const ch = await (opts.open ?? ((c) => c.openSession()))(conn);
     let ok = await ch.subsystem("sftp");
     if (!ok && opts.fallbackExec) {
       ch.close();
