@@ -194,20 +194,21 @@ export function stdio(): SessionIo {
 
 /**
  * Answers a help/version option that stopped parsing: the version line for `versionOption`, else
- * the usage on stdout (exit 0 only for --help).
+ * the usage on stdout; --help exits with `helpStatus` (PuTTY's plink: 1, its putty: 0).
  */
 export async function answerStopOption(
   tool: string,
   stop: string,
   versionOption: string,
   usage: string,
+  helpStatus: number,
 ): Promise<number> {
   if (stop === versionOption) {
     await writeAll(Deno.stdout, enc.encode(`${tool}: puttykit ${VERSION}\n`));
     return 0;
   }
   await writeAll(Deno.stdout, enc.encode(usage));
-  return stop === "--help" ? 0 : 1;
+  return stop === "--help" ? helpStatus : 1;
 }
 
 /** The signals that end a tool, with their numbers: a shell reports such a death as 128 + n. */

@@ -28,7 +28,8 @@ import {
   writeOut,
 } from "./console.ts";
 
-const USAGE = `Plink: command-line connection utility (puttykit ${VERSION})
+const USAGE = `Plink: command-line connection utility
+puttykit ${VERSION}
 Usage: plink [options] [user@]host [command]
        ("host" can also be a PuTTY saved session name)
 Options:
@@ -36,7 +37,10 @@ Options:
   -pgpfp    print PGP key fingerprints and exit
   -v        show verbose messages
   -load sessname  Load settings from saved session
-  -ssh      force use of SSH protocol
+  -ssh -telnet -rlogin -raw -serial
+            force use of a particular protocol
+  -ssh-connection
+            force use of the bare ssh-connection protocol
   -P port   connect to specified port
   -l user   connect with specified username
   -batch    disable all interactive prompts
@@ -45,7 +49,7 @@ Options:
   -sercfg configuration-string (e.g. 19200,8,n,1,X)
             Specify the serial configuration (serial only)
 The following options only apply to SSH connections:
-  -pw passw login with specified password
+  -pwfile file   login with password read from specified file
   -D [listen-IP:]listen-port
             Dynamic SOCKS-based port forwarding
   -L [listen-IP:]listen-port:host:port
@@ -61,17 +65,28 @@ The following options only apply to SSH connections:
   -i key    private key file for user authentication
   -noagent  disable use of Pageant
   -agent    enable use of Pageant
+  -no-trivial-auth
+            disconnect if SSH authentication succeeds trivially
+  -noshare  disable use of connection sharing
+  -share    enable use of connection sharing
   -hostkey keyid
             manually specify a host key (may be repeated)
-  -share    enable use of connection sharing
-  -noshare  disable use of connection sharing
-  -shareexists
-            test whether a connection-sharing upstream exists
+  -sanitise-stderr, -sanitise-stdout, -no-sanitise-stderr, -no-sanitise-stdout
+            do/don't strip control chars from standard output/error
+  -no-antispoof   omit anti-spoofing prompt after authentication
   -m file   read remote command(s) from file
   -s        remote command is an SSH subsystem (SSH-2 only)
   -N        don't start a shell/command (SSH-2 only)
   -nc host:port
             open tunnel in place of session (SSH-2 only)
+  -sshlog file
+  -sshrawlog file
+            log protocol details to a file
+  -logoverwrite
+  -logappend
+            control what happens when a log file already exists
+  -shareexists
+            test whether a connection-sharing upstream exists
 `;
 
 /**
@@ -101,7 +116,7 @@ export async function main(args: string[]): Promise<number> {
     if (e instanceof NoHostError) return printUsage();
     usageError("plink", e.message);
   }
-  if (parsed.stop) return await answerStopOption("plink", parsed.stop, "-V", USAGE);
+  if (parsed.stop) return await answerStopOption("plink", parsed.stop, "-V", USAGE, 1);
   const cfg = parsed.config;
   if (!cfg.host) return printUsage();
   if (cfg.protocol !== "ssh") {

@@ -23,7 +23,8 @@ import {
   writeOut,
 } from "./console.ts";
 
-const USAGE = `PuTTY Secure Copy client (puttykit ${VERSION})
+const USAGE = `PuTTY Secure Copy client
+puttykit ${VERSION}
 Usage: pscp [options] [user@]host:source target
        pscp [options] source [source...] [user@]host:target
        pscp [options] -ls [user@]host:filespec
@@ -37,7 +38,6 @@ Options:
   -load sessname  Load settings from saved session
   -P port   connect to specified port
   -l user   connect with specified username
-  -pw passw login with specified password
   -pwfile file   login with password read from specified file
   -1 -2     force use of particular SSH protocol version
   -ssh -ssh-connection
@@ -47,11 +47,12 @@ Options:
   -i key    private key file for user authentication
   -noagent  disable use of Pageant
   -agent    enable use of Pageant
+  -no-trivial-auth
+            disconnect if SSH authentication succeeds trivially
   -hostkey keyid
             manually specify a host key (may be repeated)
   -batch    disable all interactive prompts
-  -share    enable use of connection sharing
-  -noshare  disable use of connection sharing
+  -no-sanitise-stderr  don't strip control chars from standard error
   -proxycmd command
             use 'command' as local proxy
   -unsafe   allow server-side wildcards (DANGEROUS)
@@ -60,6 +61,12 @@ Options:
   -sshlog file
   -sshrawlog file
             log protocol details to a file
+  -logoverwrite
+  -logappend
+            control what happens when a log file already exists
+Connection sharing:
+  -share    use a live upstream for the host (pscp never becomes one)
+  -noshare  disable use of connection sharing
 `;
 
 /** PuTTY's cmdline_error(). */
@@ -90,7 +97,8 @@ export async function main(args: string[]): Promise<number> {
   const optionWords = args.slice(0, args.length - parsed.args.length);
   const useScp = optionWords.lastIndexOf("-scp") > optionWords.lastIndexOf("-sftp");
   const verbose = parsed.config.verbose;
-  const showStats = !flags.has("-q") && Deno.stdout.isTerminal();
+  // On a pipe too, as PuTTY's pscp does.
+  const showStats = !flags.has("-q");
 
   let errors = 0;
   const stats = showStats ? new ProgressLine(writeOut) : undefined;
@@ -168,9 +176,10 @@ export async function main(args: string[]): Promise<number> {
     fatal(errorText(e));
   }
 
-  // Whichever signal it is, pscp leaves with 130 once its temporary files are gone.
-  const stopListening = onTerminatingSignals(() =>
-    stopOnSignal(130, async () => {
+  // The temporary files go, then the exit status is 128 + the signal's number, as a shell
+  // reports a process that signal killed.
+  const stopListening = onTerminatingSignals((_signal, exitCode) =>
+    stopOnSignal(exitCode, async () => {
       await run.abort();
       await connected.abort();
     })

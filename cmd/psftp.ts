@@ -59,7 +59,9 @@ Options:
   -logoverwrite
   -logappend
             control what happens when a log file already exists
-  -share    enable use of connection sharing (as a downstream of a live upstream)
+Connection sharing:
+  -share    use a live upstream for the host (psftp never becomes one)
+  -noshare  disable use of connection sharing
 `;
 
 const output: PsftpOutput = { print: writeOut, error: writeErr };

@@ -71,7 +71,7 @@ export async function main(args: string[]): Promise<number> {
     }
     usageError("putty", e.message);
   }
-  if (parsed.stop) return await answerStopOption("putty", parsed.stop, "--version", USAGE);
+  if (parsed.stop) return await answerStopOption("putty", parsed.stop, "--version", USAGE, 0);
   const cfg = parsed.config;
   if (cfg.protocol !== "ssh") {
     usageError("putty", `the ${cfg.protocol} protocol is not supported by puttykit`);
