@@ -18,6 +18,7 @@ import {
 } from "../mod.ts";
 import { freePort, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { startUpstream, stopUpstream } from "./fixtures/upstream.ts";
+import { controlDir, masterPid, startSshMaster, stopSshMaster } from "./fixtures/ssh_master.ts";
 import { collect, DENO, MOD, runReal, spawn } from "./fixtures/tools.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -180,6 +181,41 @@ Deno.test("a program outside the repo connects directly without sharing", opts, 
     assert.equal(await s.authCount(), 2);
   } finally {
     await stopUpstream(up);
+    await s.stop();
+  }
+});
+
+Deno.test("controlPath: an OpenSSH ControlMaster carries the connection", opts, async () => {
+  const s = await startSshd();
+  const path = `${await controlDir(s)}/master`;
+  const pid = await startSshMaster(s, path);
+  const dir = await s.userDir("api-master");
+  try {
+    {
+      await using conn = await connect(s.host, {
+        port: s.port,
+        user: s.user,
+        share: true,
+        controlPath: path,
+        batch: true,
+      });
+      assert.equal(conn.role, "downstream");
+      const r = await conn.exec("echo via-master; exit 4");
+      assert.equal(r.code, 4);
+      assert.equal(new TextDecoder().decode(r.stdout), "via-master\n");
+      const sftp = await conn.sftp();
+      await sftp.writeFile(`${dir}/m.txt`, "through the master\n");
+      assert.equal(
+        new TextDecoder().decode(await sftp.readFile(`${dir}/m.txt`)),
+        "through the master\n",
+      );
+      await sftp.close();
+    }
+    // The master's own login only, and the master lives on.
+    assert.equal(await s.authCount(), 1);
+    assert.equal(await masterPid(s, path), pid);
+  } finally {
+    await stopSshMaster(s, path);
     await s.stop();
   }
 });
