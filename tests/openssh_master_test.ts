@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { concatBytes as concat } from "../lib/ssh/wire.ts";
 import { freePort, loginArgs, passwdIds, type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { controlDir, masterPid, startSshMaster, stopSshMaster } from "./fixtures/ssh_master.ts";
 import { expandControlPath } from "../lib/openssh_mux/control_path.ts";
@@ -104,8 +103,37 @@ Deno.test(
   },
 );
 
+/** Sends `socks` (then expects SOCKS 4's 8-byte success), then 60000 bytes that must echo back. */
+async function echoesThrough(port: number, socks?: Uint8Array): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const readExactly = async (n: number) => {
+      const buf = new Uint8Array(n);
+      for (let at = 0; at < n;) {
+        const k = await conn.read(buf.subarray(at));
+        if (k === null) throw new Error(`connection closed after ${at} of ${n} bytes`);
+        at += k;
+      }
+      return buf;
+    };
+    const writeAll = async (b: Uint8Array) => {
+      for (let at = 0; at < b.length;) at += await conn.write(b.subarray(at));
+    };
+    if (socks) {
+      await writeAll(socks);
+      assert.equal((await readExactly(8))[1], 90, "SOCKS 4 request granted");
+    }
+    const data = crypto.getRandomValues(new Uint8Array(60000));
+    const writing = writeAll(data);
+    assert.deepEqual(await readExactly(data.length), data);
+    await writing;
+  } finally {
+    conn.close();
+  }
+}
+
 Deno.test(
-  "-L through an OpenSSH master; -R, -A and -X refused in one line each",
+  "-L and -D through an OpenSSH master; -R, -A and -X refused in one line each",
   opts,
   async () => {
     const s = await startSshd();
@@ -115,10 +143,13 @@ Deno.test(
       for await (const c of echo) c.readable.pipeTo(c.writable).catch(() => {});
     })();
     const listenPort = freePort();
+    const socksPort = freePort();
     try {
       const pid = await startSshMaster(s, ctl);
       const child = spawnOurs("plink", [
         ...via(s, ctl, "-L", `${listenPort}:127.0.0.1:${(echo.addr as Deno.NetAddr).port}`),
+        "-D",
+        String(socksPort),
         "-R",
         "127.0.0.1:2222:127.0.0.1:9",
         "-A",
@@ -126,18 +157,14 @@ Deno.test(
         "-N",
       ], { env: s.env });
       await waitFor(() => acceptsTcp(listenPort), 20000, "-L listener");
-      const data = crypto.getRandomValues(new Uint8Array(60000));
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: listenPort });
-      const w = conn.writable.getWriter();
-      await w.write(data);
-      const got: Uint8Array[] = [];
-      let n = 0;
-      for await (const chunk of conn.readable) {
-        got.push(chunk);
-        n += chunk.length;
-        if (n >= data.length) break;
-      }
-      assert.deepEqual(concat(got), data);
+      await waitFor(() => acceptsTcp(socksPort), 20000, "-D listener");
+      await echoesThrough(listenPort);
+      // SOCKS 4 to the echo server: CONNECT, port, 127.0.0.1, an empty user id.
+      const echoPort = (echo.addr as Deno.NetAddr).port;
+      await echoesThrough(
+        socksPort,
+        new Uint8Array([4, 1, echoPort >> 8, echoPort & 0xff, 127, 0, 0, 1, 0]),
+      );
       child.kill("SIGTERM");
       const r = await collect(child);
       const refusals = r.stderr.split("\n").filter((l) =>

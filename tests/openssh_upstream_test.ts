@@ -190,3 +190,43 @@ Deno.test(
     }
   },
 );
+
+Deno.test("ssh -O exit: our upstream stays until its last downstream has gone", opts, async () => {
+  const s = await startSshd();
+  const path = join(await controlDir(s), "c");
+  const host = `${s.user}@${s.host}`;
+  const up = spawnOurs("plink", ["-controlpath", path, ...loginArgs(s, "-share"), "-N"], {
+    env: s.env,
+  });
+  try {
+    await waitFor(async () => (await masterPid(s, path)) !== undefined, 20000, "control socket");
+    const busy = spawnSshVia(s, path, ["-O", "proxy", host, "echo started; sleep 2; echo done"]);
+    const reader = busy.stdout.getReader();
+    let busyOut = "";
+    const readMore = async () => {
+      const { value, done } = await reader.read();
+      if (done) return false;
+      busyOut += new TextDecoder().decode(value);
+      return true;
+    };
+    while (!busyOut.includes("started") && await readMore());
+    const exit = await sshVia(s, path, ["-O", "exit", host]);
+    assert.equal(exit.code, 0, exit.stderr);
+    let upDone = false;
+    const upResult = collect(up, { timeoutMs: 20000 }).finally(() => (upDone = true));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(upDone, false, "the upstream waits for the busy downstream");
+    while (await readMore());
+    await busy.stderr.cancel();
+    assert.equal((await busy.status).code, 0);
+    assert.equal(busyOut, "started\ndone\n");
+    assert.equal((await upResult).code, 0);
+    assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+    assert.equal(await s.authCount(), 1);
+  } finally {
+    try {
+      up.kill("SIGTERM");
+    } catch { /* gone */ }
+    await s.stop();
+  }
+});
