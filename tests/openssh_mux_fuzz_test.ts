@@ -10,8 +10,14 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loginArgs, startSshd } from "./fixtures/sshd.ts";
-import { controlDir, masterPid, spawnSshVia, sshVia } from "./fixtures/ssh_master.ts";
+import { startSshd } from "./fixtures/sshd.ts";
+import {
+  controlDir,
+  masterPid,
+  spawnSshVia,
+  sshVia,
+  startControlUpstream,
+} from "./fixtures/ssh_master.ts";
 import { collect, spawnOurs, waitFor } from "./fixtures/tools.ts";
 import { fdCount } from "./fixtures/proc.ts";
 import { MUX, muxMessage } from "../lib/openssh_mux/protocol.ts";
@@ -129,12 +135,9 @@ Deno.test("hostile OpenSSH mux clients cannot end our upstream or touch others' 
   const s = await startSshd();
   const path = join(await controlDir(s), "c");
   const host = `${s.user}@${s.host}`;
-  const up = spawnOurs("plink", ["-controlpath", path, ...loginArgs(s, "-share"), "-N"], {
-    env: s.env,
-  });
+  const up = await startControlUpstream(s, path);
   const expected = Array.from({ length: 300 }, (_, i) => `${i + 1}\n`).join("");
   try {
-    await waitFor(async () => (await masterPid(s, path)) !== undefined, 20000, "control socket");
     const fdsBefore = fdCount(up.pid);
     // Slow enough that both are still streaming while the shots go in.
     const slowSeq = "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo $i; sleep 0.05; done";

@@ -7,9 +7,16 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loginArgs, startSshd } from "./fixtures/sshd.ts";
-import { controlDir, masterPid, spawnSshVia, sshOptions, sshVia } from "./fixtures/ssh_master.ts";
-import { acceptsTcp, collect, runReal, spawn, spawnOurs, waitFor } from "./fixtures/tools.ts";
+import { startSshd } from "./fixtures/sshd.ts";
+import {
+  controlDir,
+  masterPid,
+  spawnSshVia,
+  sshOptions,
+  sshVia,
+  startControlUpstream,
+} from "./fixtures/ssh_master.ts";
+import { acceptsTcp, collect, runReal, spawn, waitFor } from "./fixtures/tools.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -21,11 +28,8 @@ Deno.test(
     const ctl = join(await controlDir(s), "up-%r@%h:%p");
     const path = ctl.replace("%r", s.user).replace("%h", s.host).replace("%p", String(s.port));
     const host = `${s.user}@${s.host}`;
-    const up = spawnOurs("plink", ["-controlpath", ctl, ...loginArgs(s, "-share", "-v"), "-N"], {
-      env: s.env,
-    });
+    const up = await startControlUpstream(s, ctl, path, ["-v"]);
     try {
-      await waitFor(async () => (await masterPid(s, path)) !== undefined, 20000, "control socket");
       assert.equal(await masterPid(s, path), up.pid);
       const st = Deno.lstatSync(path);
       assert.ok(st.isSocket);
@@ -152,11 +156,8 @@ Deno.test(
     const s = await startSshd();
     const path = join(await controlDir(s), "c");
     const host = `${s.user}@${s.host}`;
-    const up = spawnOurs("plink", ["-controlpath", path, ...loginArgs(s, "-share"), "-N"], {
-      env: s.env,
-    });
+    const up = await startControlUpstream(s, path);
     try {
-      await waitFor(async () => (await masterPid(s, path)) !== undefined, 20000, "control socket");
       const stop = await sshVia(s, path, ["-O", "stop", host]);
       assert.equal(stop.code, 0, stop.stderr);
       await waitFor(
@@ -195,11 +196,8 @@ Deno.test("ssh -O exit: our upstream stays until its last downstream has gone", 
   const s = await startSshd();
   const path = join(await controlDir(s), "c");
   const host = `${s.user}@${s.host}`;
-  const up = spawnOurs("plink", ["-controlpath", path, ...loginArgs(s, "-share"), "-N"], {
-    env: s.env,
-  });
+  const up = await startControlUpstream(s, path);
   try {
-    await waitFor(async () => (await masterPid(s, path)) !== undefined, 20000, "control socket");
     const busy = spawnSshVia(s, path, ["-O", "proxy", host, "echo started; sleep 2; echo done"]);
     const reader = busy.stdout.getReader();
     let busyOut = "";
