@@ -380,7 +380,8 @@ async function batch(
   const file = await Deno.makeTempFile({ dir: s.dir, suffix: ".psftp" });
   await Deno.writeTextFile(file, script);
   const args = psftpArgs(s, "-b", file, ...flags);
-  const opts = { env: envFor(s), timeoutMs: 60000 };
+  // A guard against a hang, not a speed limit: 400 MB through one script on a loaded machine.
+  const opts = { env: envFor(s), timeoutMs: 180000 };
   return which === "ours" ? await runOurs("psftp", args, opts) : await runReal("psftp", args, opts);
 }
 
