@@ -16,7 +16,16 @@ import {
   sshVia,
   startControlUpstream,
 } from "./fixtures/ssh_master.ts";
-import { acceptsTcp, collect, runReal, spawn, waitFor } from "./fixtures/tools.ts";
+import {
+  acceptsTcp,
+  collect,
+  heldCommand,
+  heldStarted,
+  release,
+  runReal,
+  spawn,
+  waitFor,
+} from "./fixtures/tools.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -198,26 +207,21 @@ Deno.test("ssh -O exit: our upstream stays until its last downstream has gone", 
   const host = `${s.user}@${s.host}`;
   const up = await startControlUpstream(s, path);
   try {
-    const busy = spawnSshVia(s, path, ["-O", "proxy", host, "echo started; sleep 2; echo done"]);
-    const reader = busy.stdout.getReader();
-    let busyOut = "";
-    const readMore = async () => {
-      const { value, done } = await reader.read();
-      if (done) return false;
-      busyOut += new TextDecoder().decode(value);
-      return true;
-    };
-    while (!busyOut.includes("started") && await readMore());
+    // Busy until the test releases it, however long ssh -O exit takes on a loaded machine.
+    const dir = await s.userDir("busy");
+    const busy = spawnSshVia(s, path, ["-O", "proxy", host, heldCommand(dir, "done")]);
+    const busyOut = new Response(busy.stdout).text();
+    await heldStarted(dir, "the busy downstream's command");
     const exit = await sshVia(s, path, ["-O", "exit", host]);
     assert.equal(exit.code, 0, exit.stderr);
     let upDone = false;
     const upResult = collect(up, { timeoutMs: 20000 }).finally(() => (upDone = true));
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(upDone, false, "the upstream waits for the busy downstream");
-    while (await readMore());
+    await release(dir);
+    assert.equal(await busyOut, "done\n");
     await busy.stderr.cancel();
     assert.equal((await busy.status).code, 0);
-    assert.equal(busyOut, "started\ndone\n");
     assert.equal((await upResult).code, 0);
     assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
     assert.equal(await s.authCount(), 1);

@@ -6,7 +6,15 @@
 import assert from "node:assert/strict";
 import { type Sshd, startSshd } from "./fixtures/sshd.ts";
 import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
-import { collect, runOurs, runReal, spawnOurs } from "./fixtures/tools.ts";
+import {
+  collect,
+  heldCommand,
+  heldStarted,
+  release,
+  runOurs,
+  runReal,
+  spawnOurs,
+} from "./fixtures/tools.ts";
 import { sharePaths } from "../lib/share/socket_path.ts";
 import { message, MSG } from "../lib/ssh/wire.ts";
 import { RawDownstream } from "./fixtures/raw_downstream.ts";
@@ -212,15 +220,12 @@ Deno.test(
       const { socket } = await sharePaths(upstreamId(s));
       // A legitimate downstream whose command runs until the attacks are over.
       const dir = await s.userDir("legit");
-      const legitCmd =
-        `echo legit-started; while [ ! -e ${dir}/release ]; do sleep 0.05; done; echo legit-ok`;
+      const legitCmd = heldCommand(dir, "legit-ok");
       const legit = spawnOurs("plink", ["-share", "-batch", ...target(s), legitCmd], {
         env: s.env,
       });
-      const reader = legit.stdout.getReader();
-      assert.equal(new TextDecoder().decode((await reader.read()).value), "legit-started\n");
-      reader.releaseLock();
       const legitDone = collect(legit);
+      await heldStarted(dir, "the legitimate downstream's command");
 
       // 1. Messages for channel ids that are not ours (the legit one's server id is among 0..20).
       for (let serverId = 0; serverId <= 20; serverId++) {
@@ -257,7 +262,7 @@ Deno.test(
       await noGreeting.write(crypto.getRandomValues(new Uint8Array(5000))).catch(() => 0);
       noGreeting.close();
 
-      await Deno.writeTextFile(`${dir}/release`, "");
+      await release(dir);
       const r = await legitDone;
       assert.deepEqual(r.stdout, "legit-ok\n");
       assert.deepEqual(r.code, 0);

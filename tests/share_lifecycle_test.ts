@@ -9,7 +9,16 @@
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
 import { type Sshd, startSshd } from "./fixtures/sshd.ts";
-import { collect, runOurs, runReal, spawnOurs, waitFor } from "./fixtures/tools.ts";
+import {
+  collect,
+  heldCommand,
+  heldStarted,
+  release,
+  runOurs,
+  runReal,
+  spawnOurs,
+  waitFor,
+} from "./fixtures/tools.ts";
 import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
 import { sessionPath } from "../lib/config/putty_dir.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
@@ -233,14 +242,6 @@ async function saveSharingSession(
   return name;
 }
 
-/**
- * A remote command that says it has started (a file appears in `dir`, which the server's user
- * can write) and then runs until the test creates `dir`/release.
- */
-function heldCommand(dir: string, word: string): string {
-  return `touch ${dir}/started; while [ ! -e ${dir}/release ]; do sleep 0.05; done; echo ${word}`;
-}
-
 /** startUpstream, and wait until the server has logged its authentication. */
 async function startLoggedIn(s: Sshd): Promise<Deno.ChildProcess> {
   const auths = (await s.authCount()) + 1;
@@ -265,10 +266,10 @@ async function startHeld(s: Sshd, session: string, word: string) {
     env: s.env,
   });
   const result = collect(child);
-  await waitFor(() => exists(`${dir}/started`), 20000, `${word} to run`);
+  await heldStarted(dir, `${word} to run`);
   return {
     release: async () => {
-      await Deno.writeTextFile(`${dir}/release`, "");
+      await release(dir);
       return await result;
     },
   };
@@ -344,7 +345,7 @@ Deno.test(
             env: s.env,
           });
           const oldResult = collect(old);
-          await waitFor(() => exists(`${oldDir}/started`), 20000, "old downstream to run");
+          await heldStarted(oldDir, "old downstream to run");
 
           const held = await startHeld(s, noDown, "own");
           assert.equal(await s.authCount(), before + 1, "Downstream=0 logged in itself");
@@ -357,7 +358,7 @@ Deno.test(
           assert.equal(await s.authCount(), before + 1);
 
           // The original upstream keeps serving the downstream it already had.
-          await Deno.writeTextFile(`${oldDir}/release`, "");
+          await release(oldDir);
           const o = await oldResult;
           assert.equal(o.code, 0, o.stderr);
           assert.equal(o.stdout, "old\n");
