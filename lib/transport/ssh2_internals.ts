@@ -10,7 +10,8 @@
  *
  * Touched internals: `client._protocol` (the Protocol instance), `Protocol#_onPayload` (an
  * instance property bound in the constructor, called with each decrypted payload),
- * `Protocol#_onPacket`, `Protocol#_packetRW.{read,write}` (decompression / packet allocation),
+ * `Protocol#_onPacket`, `Protocol#_onWrite` (the socket writer the ciphers are given),
+ * `Protocol#_packetRW.{read,write}` (decompression / packet allocation),
  * `Protocol#_remoteIdentRaw`, `Protocol#_authenticated`, the private-key PEM ssh2 keeps on a
  * parsed ECDSA key (under a module-private symbol; see fixEcdsaPrivatePem), the module-level handler table in
  * lib/protocol/handlers.js, `sendPacket` from lib/protocol/utils.js, and the prototypes of the
@@ -27,6 +28,7 @@ import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
 import ssh2Utils from "npm:ssh2@1.17.0/lib/protocol/utils.js";
 import ssh2Crypto from "npm:ssh2@1.17.0/lib/protocol/crypto.js";
 import ssh2Package from "npm:ssh2@1.17.0/package.json" with { type: "json" };
+import type { Duplex } from "node:stream";
 
 export const SSH2_VERSION_PINNED = "1.17.0";
 
@@ -41,6 +43,7 @@ interface PacketWriter {
 interface Protocol {
   _onPayload: (payload: Payload) => void;
   _onPacket: () => void;
+  _onWrite: (data: Uint8Array) => void;
   _packetRW: { read: { read(p: Payload): Payload }; write: PacketWriter };
   _remoteIdentRaw?: Uint8Array;
   _authenticated?: boolean;
@@ -196,6 +199,36 @@ export function divertConnectionLayer(
     const handler = handlers[type];
     if (handler) handler(this, payload);
   }.bind(proto);
+}
+
+/**
+ * Makes each run of ssh2's socket writes one system call. ssh2's JavaScript chacha20-poly1305
+ * writes every packet as three buffers (length, body, MAC), and a burst of SFTP requests is
+ * many packets: written one by one that was three writes per packet, each a costly trip through
+ * Deno's node:net. The socket is corked at the first write and uncorked once the code that wrote
+ * is done, which hands everything written meanwhile to the kernel in one writev.
+ *
+ * Must be called straight after `client.connect()`, with the divert: ssh2 hands `_onWrite` to
+ * each cipher it creates at key exchange.
+ */
+export function coalesceSocketWrites(client: Ssh2Client): void {
+  const proto = client._protocol as Protocol;
+  const write = proto._onWrite;
+  const sock = client._sock as Duplex | undefined;
+  if (typeof write !== "function" || !sock || typeof sock.cork !== "function") return;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    sock.uncork();
+  };
+  proto._onWrite = (data: Uint8Array) => {
+    if (!corked) {
+      corked = true;
+      sock.cork();
+      queueMicrotask(uncork);
+    }
+    write(data);
+  };
 }
 
 /** Sends one raw payload through ssh2's encryption and rekey queue. */

@@ -14,6 +14,7 @@ import { after } from "../util/timer.ts";
 import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
 import {
   Client,
+  coalesceSocketWrites,
   divertConnectionLayer,
   type ParsedKey,
   parsePrivateKey,
@@ -450,6 +451,7 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
         },
       });
       divertConnectionLayer(client, (payload) => early.inbox.deliver(payload));
+      coalesceSocketWrites(client);
       // Like PuTTY (TCPNoDelay defaults on): small interactive packets must not wait for Nagle.
       client._sock?.once?.("connect", () => client.setNoDelay(true));
       client.setNoDelay(true);
