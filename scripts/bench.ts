@@ -18,6 +18,7 @@ import { latency } from "./bench/latency.ts";
 import { parallel } from "./bench/parallel.ts";
 import { throughput } from "./bench/throughput.ts";
 import { transfer } from "./bench/transfer.ts";
+import { transferMemory } from "./bench/transfer_memory.ts";
 import { forward } from "./bench/forward.ts";
 import { memory } from "./bench/memory.ts";
 import { startup } from "./bench/startup.ts";
@@ -27,6 +28,7 @@ export const SECTIONS: Section[] = [
   parallel,
   throughput,
   transfer,
+  transferMemory,
   forward,
   memory,
   startup,

@@ -266,9 +266,13 @@ export class BenchContext {
   /**
    * One run to completion (output discarded): wall time from spawn to exit, CPU time and, with
    * `rss` where GNU time is installed, peak RSS. Throws with the command's stderr unless it
-   * succeeded.
+   * succeeded. `limitMs` replaces the time limit for a run known to be long (a 1 GiB file).
    */
-  async once(c: Cmd, label = c.cmd, opts: { rss?: boolean } = {}): Promise<Timing> {
+  async once(
+    c: Cmd,
+    label = c.cmd,
+    opts: { rss?: boolean; limitMs?: number } = {},
+  ): Promise<Timing> {
     const rssFile = opts.rss && await haveGnuTime ? await Deno.makeTempFile() : undefined;
     const [cmd, args] = rssFile
       ? [GNU_TIME, ["-f", "%M", "-o", rssFile, c.cmd, ...c.args]]
@@ -284,7 +288,7 @@ export class BenchContext {
         stderr: "piped",
       }).spawn();
       let stopped = false;
-      const cancel = after(RUN_LIMIT_MS, () => {
+      const cancel = after(opts.limitMs ?? RUN_LIMIT_MS, () => {
         stopped = true;
         // The tool itself too, under GNU time.
         for (const pid of [...descendants(child.pid), child.pid]) {

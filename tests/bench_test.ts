@@ -36,6 +36,9 @@ Deno.test("deno task bench --quick runs every section", async () => {
         "File upload, 8 MiB",
         "File download, 8 MiB",
         "Peak RSS of the file transfer clients",
+        "Peak RSS of a pscp SFTP download, 8 MiB and 16 MiB",
+        "ours pscp as a downstream, 8 MiB",
+        "The same downloads' speed",
         "-L forwarding, upload through it",
         "-L forwarding, download through it",
         "-L forwarding, 4 downloads at once",
@@ -58,7 +61,7 @@ Deno.test("deno task bench --quick runs every section", async () => {
     assert.match(text, /server authentications for our 10 downstreams: 0/);
     const printed = text.match(/^ +median +min +max /gm)?.length ?? 0;
     const markdown = (await Deno.readTextFile(md)).match(/^\|---/gm)?.length ?? 0;
-    assert.equal(printed, 15, "tables printed");
+    assert.equal(printed, 17, "tables printed");
     assert.equal(markdown, printed, "each printed table also in Markdown");
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -39,7 +39,8 @@ interface Samples {
   rss: number[];
 }
 
-async function randomFile(path: string, size: number): Promise<void> {
+/** Writes `size` random bytes to `path`. */
+export async function randomFile(path: string, size: number): Promise<void> {
   using f = await Deno.open(path, { write: true, create: true, truncate: true });
   const block = new Uint8Array(MiB);
   for (let left = size; left > 0; left -= block.length) {
