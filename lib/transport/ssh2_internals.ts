@@ -166,7 +166,7 @@ export function checkInternals(client: Ssh2Client): void {
 
 /**
  * Diverts every connection-layer message (types 80-100) the server sends after user
- * authentication succeeds to `deliver`, as a private copy of the payload. Everything else
+ * authentication succeeds to `deliver`, as a buffer of its own. Everything else
  * (transport messages, rekeying, authentication) stays with ssh2.
  *
  * Must be called straight after `client.connect()`: ssh2 hands `_onPayload` to each decipher it
@@ -192,8 +192,9 @@ export function divertConnectionLayer(
     payload = this._packetRW.read.read(payload);
     const type = payload[0];
     if (type >= 80 && type <= 100) {
-      // ssh2 may reuse its decryption buffer once we return.
-      deliver(new Uint8Array(payload));
+      // A view, not a copy: once encryption is on, each of ssh2's deciphers (and our
+      // decompressor) hands over a buffer made for this one packet and never touched again.
+      deliver(new Uint8Array(payload.buffer, payload.byteOffset, payload.length));
       return;
     }
     const handler = handlers[type];
