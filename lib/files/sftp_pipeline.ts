@@ -22,7 +22,12 @@ export interface TransferOptions {
 /** 32 KiB is what every SFTP server accepts (OpenSSH's sftp uses it by default). */
 const DEFAULT_BLOCK = 32 * 1024;
 const LARGE_BLOCK = 128 * 1024;
-const MAX_AHEAD = 4 * 1024 * 1024;
+/**
+ * 1 MiB keeps a loopback link busy. More costs memory and CPU: data that waits longer in flight
+ * outlives V8's young-generation collections, so the old generation fills with dead buffers
+ * that only a full collection frees.
+ */
+const MAX_AHEAD = 1024 * 1024;
 /** Largest buffer handed to a download's sink at once. */
 const COALESCE = 512 * 1024;
 
