@@ -19,7 +19,7 @@ import { DIRECT_LIMITS } from "../share/limits.ts";
 import { portPair } from "../ssh/packet_port.ts";
 import { connectionId, parentDir } from "../share/socket_path.ts";
 import { decideSharing, type ShareDecision } from "../share/rendezvous.ts";
-import { greetUpstream } from "../share/downstream.ts";
+import { GreetingTimeoutError, greetUpstream } from "../share/downstream.ts";
 import type { ConnectionMux } from "../share/mux.ts";
 import type { ShareListener } from "../share/upstream.ts";
 import type { PacketLog } from "../log/log_files.ts";
@@ -141,10 +141,19 @@ async function connectLogged(opts: ConnectOptions): Promise<Connected> {
         }
         ui.log(`Upstream version string: ${link.greeting.line}`);
       } catch (e) {
+        if (e instanceof GreetingTimeoutError) {
+          // A live but stuck upstream: carry on as if there were none, without sharing.
+          ui.warn(`Shared connection at ${path}: ${e.message}; connecting without it`);
+          return await connectDirect(opts, undefined);
+        }
         // The upstream went away before greeting us (e.g. it was just exiting): decide again.
         ui.log(`Upstream at ${path} closed before greeting: ${errorText(e)}`);
         if (attempt < DOWNSTREAM_RETRIES) continue;
-        throw e;
+        // It keeps hanging up on us (e.g. too many connections waiting on it): go without it.
+        ui.warn(
+          `Shared connection at ${path} keeps closing before greeting; connecting without it`,
+        );
+        return await connectDirect(opts, undefined);
       }
       return asDownstream(conn, path);
     }

@@ -7,7 +7,12 @@
 import { SshConnection } from "../ssh/connection.ts";
 import { SHARING_LIMITS } from "./limits.ts";
 import { type Greeting, SocketPort } from "./socket_port.ts";
+import { greetingTimeoutMs } from "./accept_guard.ts";
+import { after } from "../util/timer.ts";
 import { VERSION } from "../version.ts";
+
+/** The upstream accepted our connection but never greeted us (e.g. it is out of descriptors). */
+export class GreetingTimeoutError extends Error {}
 
 export interface DownstreamLink {
   conn: SshConnection;
@@ -17,20 +22,31 @@ export interface DownstreamLink {
 
 /**
  * Greets the upstream on an already-connected socket and waits for its greeting. Rejects (and
- * closes the socket) when the upstream leaves or misbehaves before greeting us.
+ * closes the socket) when the upstream leaves or misbehaves before greeting us, or has not
+ * greeted us within `timeoutMs` (GreetingTimeoutError).
  */
 export async function greetUpstream(
   socket: Deno.UnixConn,
   software = `puttykit_${VERSION}`,
+  timeoutMs = greetingTimeoutMs(),
 ): Promise<DownstreamLink> {
   const port = new SocketPort(socket, "upstream");
   port.sendGreeting(software);
   let greeting: Greeting;
+  let cancel = () => {};
   try {
-    greeting = await port.greeting;
+    greeting = await new Promise<Greeting>((resolve, reject) => {
+      cancel = after(timeoutMs, () =>
+        reject(
+          new GreetingTimeoutError(`upstream sent no greeting in ${timeoutMs / 1000} s`),
+        ));
+      port.greeting.then(resolve, reject);
+    });
   } catch (e) {
     port.close();
     throw e;
+  } finally {
+    cancel();
   }
   return { conn: new SshConnection(port, SHARING_LIMITS), greeting };
 }
