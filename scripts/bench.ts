@@ -16,6 +16,7 @@
 import { runBench, type Section } from "./bench_lib.ts";
 import { latency } from "./bench/latency.ts";
 import { parallel } from "./bench/parallel.ts";
+import { sessionLimit } from "./bench/session_limit.ts";
 import { throughput } from "./bench/throughput.ts";
 import { transfer } from "./bench/transfer.ts";
 import { transferMemory } from "./bench/transfer_memory.ts";
@@ -26,6 +27,7 @@ import { startup } from "./bench/startup.ts";
 export const SECTIONS: Section[] = [
   latency,
   parallel,
+  sessionLimit,
   throughput,
   transfer,
   transferMemory,

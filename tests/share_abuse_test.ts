@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { loginArgs, startSshd } from "./fixtures/sshd.ts";
 import { collect, runOurs, waitFor } from "./fixtures/tools.ts";
 import { startUpstream, stopUpstream, upstreamId } from "./fixtures/upstream.ts";
-import { fdCount } from "./fixtures/proc.ts";
+import { fdCount, rssKiB } from "./fixtures/proc.ts";
+import { GREETING_PREFIX } from "../lib/share/socket_port.ts";
+import { concatBytes, message, MSG, readUint32 } from "../lib/ssh/wire.ts";
 import { sharePaths } from "../lib/share/socket_path.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
 
@@ -175,6 +177,92 @@ Deno.test(
       try {
         Deno.removeSync(paths.socket);
       } catch { /* gone */ }
+      await s.stop();
+    }
+  },
+);
+
+/**
+ * A downstream that grants a 4 GiB window, starts `head -c 3G /dev/zero` and then never reads:
+ * it reads only up to its channel's confirmation, by hand.
+ */
+async function nonReadingDownstream(socket: string, command: string): Promise<Deno.UnixConn> {
+  const conn = await Deno.connect({ transport: "unix", path: socket });
+  const send = async (payload: Uint8Array) => {
+    const framed = new Uint8Array(payload.length + 4);
+    new DataView(framed.buffer).setUint32(0, payload.length);
+    framed.set(payload, 4);
+    for (let off = 0; off < framed.length;) off += await conn.write(framed.subarray(off));
+  };
+  await conn.write(new TextEncoder().encode(`${GREETING_PREFIX}hog\r\n`));
+  await send(message(MSG.CHANNEL_OPEN, (w) => {
+    w.string("session").uint32(7).uint32(0xffffffff).uint32(0x4000);
+  }));
+  let have: Uint8Array = new Uint8Array(0);
+  const more = async () => {
+    const buf = new Uint8Array(4096);
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("upstream hung up");
+    have = concatBytes([have, buf.subarray(0, n)]);
+  };
+  while (have.indexOf(10) < 0) await more();
+  have = have.subarray(have.indexOf(10) + 1);
+  for (;;) {
+    while (have.length < 4 || have.length < 4 + readUint32(have, 0)) await more();
+    const p = have.subarray(4, 4 + readUint32(have, 0));
+    have = have.subarray(4 + p.length);
+    if (p[0] === MSG.CHANNEL_OPEN_CONFIRMATION) {
+      const serverId = readUint32(p, 5);
+      await send(message(MSG.CHANNEL_REQUEST, (w) => {
+        w.uint32(serverId).string("exec").bool(false).string(command);
+      }));
+      return conn;
+    }
+    if (p[0] === MSG.CHANNEL_OPEN_FAILURE) throw new Error("session refused");
+  }
+}
+
+Deno.test(
+  "share abuse: a 4 GiB window that is never read costs the upstream a bounded amount",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const up = await startUpstream(s, "ours");
+    let hog: Deno.UnixConn | undefined;
+    try {
+      const { socket } = await sharePaths(upstreamId(s));
+      (await openDownstream(socket)).conn.close(); // greeted: logged in and warmed up
+      const before = rssKiB(up.pid);
+      // 3 GiB and a few bytes: a command line no other test runs, to find its process by.
+      const size = 3 * 1024 ** 3 + Math.floor(Math.random() * 100000);
+      hog = await nonReadingDownstream(socket, `head -c ${size} /dev/zero`);
+      const samples: number[] = [];
+      for (let i = 0; i < 16; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        samples.push(rssKiB(up.pid));
+      }
+      const growthMiB = (Math.max(...samples) - before) / 1024;
+      assert.ok(growthMiB <= 64, `the upstream grew by ${growthMiB.toFixed(1)} MiB`);
+      // The server was let send only a bounded amount (sshd reads from the command only while
+      // it has window to send): without the clamp head writes ~40 MiB in the first second here.
+      const pgrep = await new Deno.Command("pgrep", { args: ["-f", `^head -c ${size} `] }).output();
+      const pids = new TextDecoder().decode(pgrep.stdout).trim().split("\n").filter(Boolean);
+      assert.equal(pids.length, 1, "the command is running");
+      const io = await Deno.readTextFile(`/proc/${pids[0]}/io`);
+      const written = Number(io.match(/wchar: (\d+)/)![1]);
+      assert.ok(written < 32 * 1024 * 1024, `the command wrote ${written} bytes`);
+      // And it still serves others at full speed.
+      const r = await runOurs("plink", [
+        ...loginArgs(s, "-share"),
+        "head -c 50000000 /dev/zero | wc -c",
+      ], {
+        env: s.env,
+        timeoutMs: 60000,
+      });
+      assert.equal(r.stdout.trim(), "50000000", r.stderr);
+    } finally {
+      hog?.close();
+      await stopUpstream(up);
       await s.stop();
     }
   },

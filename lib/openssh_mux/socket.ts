@@ -38,6 +38,7 @@ export class MuxSocket implements PacketPort {
   private closeAfterFlush?: Error;
   private error?: Error;
   backlog = 0;
+  onDrain?: () => void;
 
   constructor(
     private readonly conn: Deno.Conn,
@@ -135,6 +136,7 @@ export class MuxSocket implements PacketPort {
         let off = 0;
         while (off < buf.length) off += await this.conn.write(buf.subarray(off));
         this.backlog -= buf.length;
+        this.onDrain?.();
       }
     } catch (e) {
       const err = new ConnectionClosedError(`${this.peerName}: write failed: ${osErrorText(e)}`);

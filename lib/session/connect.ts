@@ -23,6 +23,7 @@ import { GreetingTimeoutError, greetUpstream } from "../share/downstream.ts";
 import type { ConnectionMux } from "../share/mux.ts";
 import type { ShareListener } from "../share/upstream.ts";
 import type { PacketLog } from "../log/log_files.ts";
+import type { Credentials, TransportOptions } from "../transport/transport.ts";
 import { errorText, osErrorText } from "../util/error_text.ts";
 import { type Interaction, keyHost } from "./interaction.ts";
 
@@ -206,12 +207,14 @@ async function connectDirect(
     { ShareListener },
     { prepareAuth, verifierFor, hostKeyAlgorithms },
     { agentForwardingPermitted, agentSocketPath, serveAgentChannels },
+    { ServerPool, poolSettings, sessionsPerDownstream },
   ] = await Promise.all([
     import("../transport/transport.ts"),
     import("../share/mux.ts"),
     import("../share/upstream.ts"),
     import("./auth.ts"),
     import("../forward/agent.ts"),
+    import("../share/server_pool.ts"),
   ]);
   const listener: ShareListener | undefined = up
     ? new ShareListener(up.listener, up.paths, ui.log)
@@ -228,32 +231,62 @@ async function connectDirect(
         "SSH protocol version 1 required by our configuration but not provided by remote",
       );
     }
-    const transport = await openTransport({
+    const verify = verifierFor(cfg, ui);
+    let hostKey: Uint8Array | undefined;
+    let credentials: Credentials | undefined;
+    const transportOptions: TransportOptions = {
       host: hostStrduptrim(cfg.host),
       port: cfg.port,
       addressFamily: cfg.addressFamily,
       compression: cfg.compression,
-      credentials: () => prepareAuth(cfg, ui, opts.interactive),
+      credentials: async () => (credentials = await prepareAuth(cfg, ui, opts.interactive)),
       password: cfg.password,
       batch: cfg.batch,
-      verifyHostKey: verifierFor(cfg, ui),
+      verifyHostKey: async (blob) => {
+        await verify(blob);
+        hostKey = blob;
+      },
       hostKeyAlgorithms: hostKeyAlgorithms(cfg),
       proxy: cfg,
       noTrivialAuth: cfg.noTrivialAuth,
       prompt: ui.prompt,
       log: ui.log,
       banner: ui.banner,
-    });
+    };
+    const transport = await openTransport(transportOptions);
     serverVersion = transport.serverVersion;
+    // Upstreams may spread sessions over more connections, logged in as the first one was
+    // (same key, agent or -pw, same host key) and never asking anyone.
+    const connectMore = up && credentials
+      ? async () => {
+        const more = await openTransport({
+          ...transportOptions,
+          credentials: () => Promise.resolve(credentials!),
+          batch: true,
+          verifyHostKey: (blob) => {
+            if (!hostKey || !sameBytes(blob, hostKey)) {
+              return Promise.reject(new Error("the server's host key changed"));
+            }
+            return Promise.resolve();
+          },
+          prompt: () => Promise.resolve(undefined),
+          log: () => {},
+          banner: undefined,
+        });
+        return more.port;
+      }
+      : undefined;
+    const pool = new ServerPool(transport.port, { ...poolSettings(), connectMore, log: ui.log });
     let idleWaiter: (() => void) | undefined;
     // Agent forwarding is the upstream's business (see lib/forward/agent.ts): with -A and an
     // agent, the server's agent channels, ours and our downstreams', go to our agent.
     const agentPath = agentForwardingPermitted(cfg) ? agentSocketPath() : undefined;
-    mux = new ConnectionMux(transport.port, {
+    mux = new ConnectionMux(pool, {
       log: ui.log,
       agentForwarding: agentPath !== undefined,
       onIdle: () => idleWaiter?.(),
       appName: opts.appName,
+      sessionsPerDownstream: sessionsPerDownstream(pool),
     });
     if (agentPath !== undefined) {
       const [agentSide, muxSide] = portPair();
@@ -333,6 +366,10 @@ async function listenForOpenSsh(
     ui.warn(`Could not listen for OpenSSH clients at ${path}: ${errorText(e)}`);
     return undefined;
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 export { parentDir };

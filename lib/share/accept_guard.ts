@@ -6,6 +6,7 @@
  * other listener of the upstream use it alike.
  */
 
+import { errorText } from "../util/error_text.ts";
 import { after, delay } from "../util/timer.ts";
 
 export interface AcceptLimits {
@@ -90,7 +91,7 @@ export class AcceptGuard {
         // shortly rather than spinning or giving up.
         backoff = Math.min(BACKOFF_MAX_MS, backoff ? backoff * 2 : BACKOFF_MIN_MS);
         if (backoff === BACKOFF_MIN_MS) {
-          this.log(`accepting a ${this.what} failed: ${errText(e)}; retrying`);
+          this.log(`accepting a ${this.what} failed: ${errorText(e)}; retrying`);
         }
         await delay(backoff);
         continue;
@@ -139,8 +140,4 @@ function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
   } catch { /* already closed */ }
-}
-
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

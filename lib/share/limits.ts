@@ -1,7 +1,8 @@
 /**
  * The sizes connection sharing works within, in one place: PuTTY's sharing-socket message limit
  * and what follows from it, the limits of the upstream's own in-process session, the window
- * an X11 channel gets before its owner is known, and the OpenSSH control socket's sizes.
+ * an X11 channel gets before its owner is known, the OpenSSH control socket's sizes, and the
+ * most window the server gets on a downstream's channel.
  */
 
 import type { ConnectionLimits } from "../ssh/channel.ts";
@@ -51,3 +52,9 @@ export const MUX_PROXY_MAX_DATA = 65536;
 
 /** An OpenSSH control client that lets this much of our replies pile up unread is dropped. */
 export const MAX_MUX_REPLY_BACKLOG = 256 * 1024;
+
+/**
+ * The most window the server holds on one downstream's channel, whatever window the downstream
+ * advertises (lib/share/window_clamp.ts): what one channel can make the upstream buffer.
+ */
+export const CHANNEL_WINDOW_LIMIT = 2 * 1024 * 1024;

@@ -40,6 +40,7 @@ import { Downstream, type DownstreamInfo, type HalfOpen, type MuxChannel } from 
 import { GlobalRequests } from "./global_requests.ts";
 import { X11Handover } from "./x11_handover.ts";
 import { errorText } from "../util/error_text.ts";
+import { drained, initialGrant, topUp } from "./window_clamp.ts";
 
 export type { Downstream, DownstreamInfo };
 
@@ -54,6 +55,8 @@ export interface MuxOptions {
   onIdle?: () => void;
   /** How the X11 proxy names itself to X clients it refuses ("Plink X11 proxy: ..."). */
   appName?: string;
+  /** The most session channels one downstream may hold at once (unlimited if undefined). */
+  sessionsPerDownstream?: () => number;
 }
 
 export class ConnectionMux {
@@ -64,6 +67,7 @@ export class ConnectionMux {
   private serverGone?: Error;
   private readonly x11: X11Handover;
   private readonly log: (text: string) => void;
+  private readonly toServer = (p: Uint8Array) => this.server.send(p);
 
   constructor(private readonly server: PacketPort, private readonly opts: MuxOptions = {}) {
     this.log = opts.log ?? (() => {});
@@ -81,6 +85,7 @@ export class ConnectionMux {
         this.byUpstream.set(chan.upstreamId, chan);
         chan.ds.byDownstreamId.set(chan.downstreamId, chan);
         chan.ds.byServer.set(chan.serverId, chan);
+        topUp(chan, this.toServer);
       },
       sendData: (ds, type, p) => this.sendData(ds, type, p),
       disconnect: (ds, reason) => this.disconnect(ds, reason),
@@ -119,6 +124,7 @@ export class ConnectionMux {
       return ds;
     }
     this.downstreams.add(ds);
+    port.onDrain = () => drained(ds, this.toServer);
     port.start({
       packet: (p) => this.fromDownstream(ds, p),
       closed: () => this.downstreamGone(ds),
@@ -243,9 +249,13 @@ export class ConnectionMux {
         chan.serverWindow = Math.min(0xffffffff, chan.serverWindow + readUint32(p, 5));
       }
     } else if (type === MSG.CHANNEL_DATA && p.length >= 9) {
-      chan.downstreamWindow -= readUint32(p, 5);
+      const n = readUint32(p, 5);
+      chan.downstreamWindow -= n;
+      chan.granted -= n;
     } else if (type === MSG.CHANNEL_EXTENDED_DATA && p.length >= 13) {
-      chan.downstreamWindow -= readUint32(p, 9);
+      const n = readUint32(p, 9);
+      chan.downstreamWindow -= n;
+      chan.granted -= n;
     } else if (type === MSG.CHANNEL_CLOSE) {
       if (chan.state === "sent_close") {
         this.removeChannel(chan);
@@ -258,6 +268,7 @@ export class ConnectionMux {
     writeUint32(p, 1, chan.downstreamId);
     if (type === MSG.CHANNEL_DATA || type === MSG.CHANNEL_EXTENDED_DATA) {
       this.sendData(ds, type, p);
+      topUp(chan, this.toServer);
     } else {
       ds.port.send(p);
     }
@@ -310,12 +321,27 @@ export class ConnectionMux {
         const maxPos = r.pos;
         const maxPacket = r.uint32();
         checkOpenExtra(channelType, r);
+        const session = channelType === "session";
+        const most = session ? this.opts.sessionsPerDownstream?.() : undefined;
+        if (most !== undefined && ds.sessions >= most && !ds.info.local) {
+          // Its share of the server's sessions is taken: refuse it, not everyone else.
+          this.log(`${ds.info.label}: refusing a session beyond its share of ${most}`);
+          ds.port.send(message(MSG.CHANNEL_OPEN_FAILURE, (w) => {
+            w.uint32(downstreamId).uint32(OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED)
+              .string(`too many sessions through this shared connection (at most ${most})`)
+              .string("en");
+          }));
+          return;
+        }
+        writeUint32(p, maxPos - 4, initialGrant(window));
         this.relayOpen(ds, p, { downstreamId, idPos, maxPos, maxPacket }, {
           serverId: 0,
           state: "unacknowledged",
           serverWindow: 0,
           serverMaxPacket: 0,
           downstreamWindow: window,
+          granted: initialGrant(window),
+          session,
         });
         return;
       }
@@ -335,12 +361,14 @@ export class ConnectionMux {
           );
         }
         if (half.x11) return this.x11.confirmed(ds, half.x11, downstreamId, window);
+        writeUint32(p, maxPos - 4, initialGrant(window));
         const relayed = this.relayOpen(ds, p, { downstreamId, idPos, maxPos, maxPacket }, {
           serverId,
           state: "open",
           serverWindow: half.serverWindow,
           serverMaxPacket: half.serverMaxPacket,
           downstreamWindow: window,
+          granted: initialGrant(window),
         });
         if (relayed) ds.halfOpen.delete(serverId);
         return;
@@ -384,6 +412,9 @@ export class ConnectionMux {
             return this.disconnect(ds, `window adjust on channel ${serverId} overflows the window`);
           }
           chan.downstreamWindow += n;
+          // Not passed on as it is: the server gets window as the downstream drains.
+          if (chan.state === "open") topUp(chan, this.toServer);
+          return;
         } else if (type === MSG.CHANNEL_DATA || type === MSG.CHANNEL_EXTENDED_DATA) {
           if (type === MSG.CHANNEL_EXTENDED_DATA) {
             if (chan.sentEof) {
@@ -457,6 +488,7 @@ export class ConnectionMux {
     };
     this.byUpstream.set(chan.upstreamId, chan);
     ds.byDownstreamId.set(chan.downstreamId, chan);
+    if (chan.session) ds.sessions++;
     if (chan.state !== "unacknowledged") ds.byServer.set(chan.serverId, chan);
     writeUint32(p, f.idPos, chan.upstreamId);
     if (f.maxPacket > ds.info.maxData) writeUint32(p, f.maxPos, ds.info.maxData);
@@ -476,6 +508,7 @@ export class ConnectionMux {
   // ---- cleanup --------------------------------------------------------------------------------
 
   private removeChannel(chan: MuxChannel): void {
+    if (chan.session && this.byUpstream.get(chan.upstreamId) === chan) chan.ds.sessions--;
     this.byUpstream.delete(chan.upstreamId);
     chan.ds.byDownstreamId.delete(chan.downstreamId);
     if (chan.state !== "unacknowledged") chan.ds.byServer.delete(chan.serverId);

@@ -18,9 +18,13 @@ export interface MuxChannel {
   serverMaxPacket: number;
   /** Bytes the downstream has said it will still accept from the server. */
   downstreamWindow: number;
+  /** Bytes the server may still send (at most CHANNEL_WINDOW_LIMIT: see window_clamp.ts). */
+  granted: number;
   /** The downstream has sent EOF / asked for a pty on this channel. */
   sentEof?: boolean;
   askedPty?: boolean;
+  /** A session channel the downstream opened (counted against its share of sessions). */
+  session?: boolean;
 }
 
 /** A server-initiated channel waiting for the downstream's answer. */
@@ -82,6 +86,10 @@ export class Downstream {
   readonly byDownstreamId = new Map<number, MuxChannel>();
   readonly halfOpen = new Map<number, HalfOpen>();
   readonly forwardings = new Map<string, Forwarding>();
+  /** Session channels it opened that are not yet gone (in any state). */
+  sessions = 0;
+  /** A channel of its waits for window until it takes what is queued for it. */
+  owesWindow = false;
   alive = true;
   removed = false;
   constructor(readonly port: PacketPort, readonly info: DownstreamInfo) {}

@@ -53,6 +53,7 @@ export class SocketPort implements PacketPort {
   /** The peer's version line; rejects if the peer leaves or misbehaves before sending it. */
   readonly greeting: Promise<Greeting>;
   backlog = 0;
+  onDrain?: () => void;
 
   constructor(private readonly conn: Deno.Conn, private readonly peerName: string) {
     this.greeting = new Promise((res, rej) => {
@@ -104,6 +105,7 @@ export class SocketPort implements PacketPort {
         let off = 0;
         while (off < buf.length) off += await this.conn.write(buf.subarray(off));
         this.backlog -= buf.length;
+        this.onDrain?.();
       }
     } catch (e) {
       this.fail(new ConnectionClosedError(`${this.peerName}: write failed: ${errorText(e)}`));

@@ -195,14 +195,11 @@ export class X11Handover {
       serverWindow: x.serverWindow,
       serverMaxPacket: x.serverMaxPacket,
       downstreamWindow: window - x.data.length,
+      granted: X11_SETUP_WINDOW - x.data.length,
       sentEof: false,
     };
+    // Adopted, it gets the rest of its window as any channel does (window_clamp.ts).
     this.host.adopt(chan);
-    if (window > X11_SETUP_WINDOW) {
-      this.host.send(message(MSG.CHANNEL_WINDOW_ADJUST, (w) => {
-        w.uint32(x.serverId).uint32(window - X11_SETUP_WINDOW);
-      }));
-    }
     if (x.data.length) {
       this.host.sendData(
         ds,

@@ -21,6 +21,8 @@ export interface PacketPort {
   close(err?: Error): void;
   /** Bytes accepted by send() but not yet handed to the operating system. */
   readonly backlog: number;
+  /** Called when the backlog has gone down (some of it was written), if set. */
+  onDrain?: () => void;
 }
 
 /**
