@@ -82,6 +82,8 @@ interface PendingOpen {
   link?: ServerLink;
   /** The server's refusal of this open, passed on if it never finds room. */
   refusal?: Uint8Array;
+  /** Our sessions on its connection when it was sent. */
+  heldAtSend: number;
   cancelWait?: () => void;
 }
 
@@ -181,7 +183,7 @@ export class ServerPool implements PacketPort {
     const r = new SshReader(p, 1);
     const type = r.string();
     const ourId = r.uint32();
-    const o: PendingOpen = { ourId, payload: p, session: type === "session" };
+    const o: PendingOpen = { ourId, payload: p, session: type === "session", heldAtSend: 0 };
     if (!o.session) return this.sendOpen(o, this.primary);
     const link = this.roomyLink();
     if (link) return this.sendOpen(o, link);
@@ -190,6 +192,7 @@ export class ServerPool implements PacketPort {
 
   private sendOpen(o: PendingOpen, link: ServerLink): void {
     o.link = link;
+    o.heldAtSend = link.sessions;
     link.opens.add(o);
     if (o.session) link.inflight++;
     this.opens.set(o.ourId, o);
@@ -316,10 +319,12 @@ export class ServerPool implements PacketPort {
     const o = this.opens.get(readUint32(p, 1));
     if (!o || o.link !== link) return;
     this.settled(o);
-    if (o.session && link.sessions > 0) {
-      // Refused while we hold others there: the server's per-connection limit.
+    const held = Math.max(link.sessions, o.heldAtSend);
+    if (o.session && (held > 0 || this.limit !== undefined)) {
+      // Refused while we hold others there: the server's per-connection limit. Once that is
+      // known, a refusal just after our sessions closed is sshd not having freed them yet.
       o.refusal = p;
-      this.learnLimit(link, p);
+      if (held > 0) this.learnLimit(p, held);
       this.queue.unshift(o);
       this.startWait(o);
       link.pausedUntil = Date.now() + REFUSED_PAUSE_MS;
@@ -329,14 +334,14 @@ export class ServerPool implements PacketPort {
     this.inbox.deliver(p);
   }
 
-  private learnLimit(link: ServerLink, p: Uint8Array): void {
+  private learnLimit(p: Uint8Array, held: number): void {
     try {
       const r = new SshReader(p, 5);
       this.limitRefusal = { reason: r.uint32(), text: r.string() };
     } catch { /* keep the last one */ }
     // The most seen at once: a refusal just after a close can come below the real limit.
-    if (this.limit !== undefined && this.limit >= link.sessions) return;
-    this.limit = link.sessions;
+    if (this.limit !== undefined && this.limit >= held) return;
+    this.limit = held;
     this.opts.log(
       `server allows ${this.limit} sessions per connection; further ones wait for room` +
         (this.opts.connectMore && this.opts.maxConnections > 1
