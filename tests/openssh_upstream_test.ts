@@ -232,3 +232,43 @@ Deno.test("ssh -O exit: our upstream stays until its last downstream has gone", 
     await s.stop();
   }
 });
+
+Deno.test(
+  "clients that never say hello on the control socket are capped and dropped",
+  opts,
+  async () => {
+    const s = await startSshd();
+    const path = join(await controlDir(s), "c");
+    const quick = {
+      ...s,
+      env: { ...s.env, PK_SHARE_GREETING_MS: "700", PK_SHARE_MAX_PENDING: "4" },
+    };
+    const up = await startControlUpstream(quick, path);
+    const idle: Deno.UnixConn[] = [];
+    try {
+      for (let i = 0; i < 10; i++) idle.push(await Deno.connect({ transport: "unix", path }));
+      // Each is hung up on: at once past the cap, after the greeting time otherwise.
+      const started = Date.now();
+      const ends = await Promise.all(idle.map(async (c) => {
+        const buf = new Uint8Array(4096);
+        for (let n = 0; n < 100; n++) {
+          const got = await c.read(buf).catch(() => null);
+          if (got === null) return Date.now() - started;
+        }
+        return Infinity;
+      }));
+      assert.ok(ends.every((ms) => ms < 10000), `all dropped: ${ends}`);
+      // The upstream still answers.
+      assert.equal(await masterPid(s, path), up.pid);
+    } finally {
+      for (const c of idle) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      up.kill("SIGTERM");
+      await collect(up);
+      await s.stop();
+    }
+  },
+);

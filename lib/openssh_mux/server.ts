@@ -15,6 +15,7 @@
  * passed as descriptors) and is refused with a reason naming -O proxy.
  */
 
+import { AcceptGuard, type Greeted } from "../share/accept_guard.ts";
 import type { ConnectionMux } from "../share/mux.ts";
 import { MAX_MUX_REPLY_BACKLOG, MUX_PROXY_MAX_DATA } from "../share/limits.ts";
 import { SshReader } from "../ssh/wire.ts";
@@ -45,6 +46,7 @@ export class ControlListener {
   private retired = false;
   private count = 0;
   private readonly inode: number | null;
+  private readonly guard: AcceptGuard;
 
   private constructor(
     private readonly listener: Deno.Listener<Deno.UnixConn>,
@@ -52,7 +54,13 @@ export class ControlListener {
     private readonly hooks: ControlHooks,
   ) {
     this.inode = Deno.lstatSync(path).ino;
-    this.acceptLoop();
+    this.guard = new AcceptGuard(
+      listener,
+      (conn) => this.accepted(conn),
+      hooks.log,
+      undefined,
+      "OpenSSH client",
+    );
   }
 
   /**
@@ -109,6 +117,7 @@ export class ControlListener {
   retire(): void {
     if (this.retired) return;
     this.retired = true;
+    this.guard.stop();
     try {
       this.listener.close();
     } catch { /* closed */ }
@@ -118,33 +127,32 @@ export class ControlListener {
     for (const wake of this.waiting.splice(0)) wake();
   }
 
-  private async acceptLoop(): Promise<void> {
-    try {
-      for await (const conn of this.listener) {
-        if (this.retired) {
-          conn.close();
-          continue;
-        }
-        const label = `OpenSSH client #${++this.count}`;
-        const socket = new MuxSocket(conn, label, {
-          padShortPackets: true,
-          onProtocolError: (e) => this.hooks.log(`${label}: ${e.message}; disconnecting it`),
-        });
-        this.serve(socket, label).catch((e) => {
-          if (e instanceof MuxProtocolError) {
-            this.hooks.log(`${label}: ${e.message}; disconnecting it`);
-          }
-          socket.close();
-        });
+  /** One accepted client: served until it goes; "greeted" once its mux hello has come. */
+  private accepted(conn: Deno.Conn): Greeted {
+    const label = `OpenSSH client #${++this.count}`;
+    const socket = new MuxSocket(conn, label, {
+      padShortPackets: true,
+      onProtocolError: (e) => this.hooks.log(`${label}: ${e.message}; disconnecting it`),
+    });
+    let helloDone!: () => void;
+    let gone!: (e: Error) => void;
+    const greeting = new Promise<void>((resolve, reject) => {
+      helloDone = resolve;
+      gone = reject;
+    });
+    this.serve(socket, label, helloDone).catch((e) => {
+      if (e instanceof MuxProtocolError) {
+        this.hooks.log(`${label}: ${e.message}; disconnecting it`);
       }
-    } catch {
-      // listener closed
-    }
+      socket.close();
+    }).finally(() => gone(new Error(`${label} gone`)));
+    return { greeting, close: () => socket.close() };
   }
 
-  private async serve(socket: MuxSocket, label: string): Promise<void> {
+  private async serve(socket: MuxSocket, label: string, helloDone: () => void): Promise<void> {
     socket.sendMessage(helloMessage());
     checkHello(await within(HELLO_MS, socket, socket.readMessage()));
+    helloDone();
     for (;;) {
       const body = await socket.readMessage();
       const r = new SshReader(body);

@@ -6,8 +6,9 @@
  * Downstream -> server: CHANNEL_OPEN and OPEN_CONFIRMATION get our id in place of the
  * downstream's; every other channel message names the server's id, which we check belongs to this
  * downstream (PuTTY does not check; we do, so one downstream can never touch another's channels).
- * Server -> downstream: the recipient id (ours) is replaced by the downstream's own id. Windows
- * are end-to-end: we never buffer beyond what the downstream's window allows.
+ * Server -> downstream: the recipient id (ours) is replaced by the downstream's own id. The
+ * window the server sees is clamped (./window_clamp.ts): whatever window a downstream offers, we
+ * never hold more than a fixed amount per channel that it has not yet read.
  *
  * Global requests from downstreams: only tcpip-forward / cancel-tcpip-forward are relayed (with
  * want-reply forced on so we can track them); the server's replies come back in request order,
