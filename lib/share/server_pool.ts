@@ -413,7 +413,15 @@ export class ServerPool implements PacketPort {
       o.cancelWait = undefined;
       this.sendOpen(o, link);
     }
-    if (this.queue.length) this.connectMoreIfUseful();
+    if (!this.queue.length) return;
+    // A connection paused after a refusal gets another look when its pause ends, even if no
+    // session closes meanwhile (a second refusal may have extended the pause).
+    const now = Date.now();
+    const resume = Math.min(
+      ...this.links.filter((l) => !l.closed && l.pausedUntil > now).map((l) => l.pausedUntil),
+    );
+    if (Number.isFinite(resume)) this.pumpLater(resume - now);
+    this.connectMoreIfUseful();
   }
 
   private connectMoreIfUseful(): void {
