@@ -8,6 +8,7 @@ import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet
 import { ConnectionClosedError } from "../ssh/channel.ts";
 import { after } from "../util/timer.ts";
 import {
+  concatBytes,
   DISCONNECT_PROTOCOL_ERROR,
   message,
   MSG,
@@ -90,18 +91,7 @@ export class SocketPort implements PacketPort {
       while (this.writeQueue.length && !this.closed) {
         const q = this.writeQueue;
         this.writeQueue = [];
-        let buf: Uint8Array;
-        if (q.length === 1) buf = q[0];
-        else {
-          let n = 0;
-          for (const b of q) n += b.length;
-          buf = new Uint8Array(n);
-          let at = 0;
-          for (const b of q) {
-            buf.set(b, at);
-            at += b.length;
-          }
-        }
+        const buf = q.length === 1 ? q[0] : concatBytes(q);
         let off = 0;
         while (off < buf.length) off += await this.conn.write(buf.subarray(off));
         this.backlog -= buf.length;
