@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { descendants, type Sshd, startSshd } from "../tests/fixtures/sshd.ts";
 import { DENO, MOD } from "../tests/fixtures/tools.ts";
+import { buildBundle } from "./bundle.ts";
 import { DENO_RUN_FLAGS } from "./deno_flags.ts";
 import { after } from "../lib/util/timer.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
@@ -170,7 +171,11 @@ export class BenchContext {
    */
   readonly stopped: string[] = [];
 
-  constructor(readonly sshd: Sshd, readonly opts: BenchOptions) {
+  /**
+   * `entry`: what runs ours, the bundle scripts/install.sh installs (scripts/bundle.ts, built
+   * for this run); sourceEntry() runs mod.ts itself.
+   */
+  constructor(readonly sshd: Sshd, readonly opts: BenchOptions, readonly entry = MOD) {
     const s = sshd;
     this.env = s.env;
     this.userAtHost = `${s.user}@${s.host}`;
@@ -206,9 +211,13 @@ export class BenchContext {
   }
 
   /** Our plink (or pscp, psftp), run the way scripts/install.sh's wrappers run it. */
-  ours(args: string[], tool: "plink" | "pscp" | "psftp" = "plink"): Cmd {
-    // As scripts/install.sh's wrappers run them.
-    return { cmd: DENO, args: ["run", "-A", "--quiet", ...DENO_RUN_FLAGS, MOD, tool, ...args] };
+  ours(args: string[], tool: "plink" | "pscp" | "psftp" = "plink", entry = this.entry): Cmd {
+    return { cmd: DENO, args: ["run", "-A", "--quiet", ...DENO_RUN_FLAGS, entry, tool, ...args] };
+  }
+
+  /** Ours run from the sources (`deno run mod.ts`), not from the installed bundle. */
+  oursFromSource(args: string[], tool: "plink" | "pscp" | "psftp" = "plink"): Cmd {
+    return this.ours(args, tool, MOD);
   }
 
   /** PuTTY 0.78's plink (or pscp, psftp) from putty-tools. */
@@ -554,8 +563,10 @@ export async function runBench(sections: Section[], argv: string[]): Promise<voi
     console.error(`unknown section in --only (have: ${sections.map((s) => s.name).join(", ")})`);
     Deno.exit(2);
   }
+  const bundleDir = await Deno.makeTempDir({ prefix: "pk-bench-bundle-" });
+  const entry = await buildBundle(bundleDir);
   const sshd = await startSshd();
-  const ctx = new BenchContext(sshd, flags.opts);
+  const ctx = new BenchContext(sshd, flags.opts, entry);
   const done: Table[] = [];
   let failed = 0;
   const started = performance.now();
@@ -589,6 +600,7 @@ export async function runBench(sections: Section[], argv: string[]): Promise<voi
   } finally {
     await ctx.stopAll();
     await sshd.stop();
+    await Deno.remove(bundleDir, { recursive: true });
   }
   console.log(`(${((performance.now() - started) / 1000).toFixed(0)} s)`);
   if (flags.markdown) {

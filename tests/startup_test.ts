@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { startSshd } from "./fixtures/sshd.ts";
 import { startUpstream, stopUpstream } from "./fixtures/upstream.ts";
-import { runOurs } from "./fixtures/tools.ts";
+import { loadedModules, MODULE_LOG, runOurs } from "./fixtures/tools.ts";
 
 interface Dep {
   specifier: string;
@@ -53,19 +53,10 @@ Deno.test("a downstream plink loads no node:, npm: or crypto module before conne
   assert.deepEqual(heavy, [], "loaded before the first packet");
 });
 
-/**
- * The modules a run loaded, as Deno logs them: each ES module it evaluated ("V8 code cache hit
- * for ES module: <url>" or "Updating V8 code cache ...", at debug level) and each part of its
- * Node layer loaded on first use (DENO_LOG_LAZY_LOAD: "[lazy] lazy_script ext:deno_node/...").
- */
-const MODULE_LOG = { DENO_LOG: "deno::module_loader=debug", DENO_LOG_LAZY_LOAD: "1" };
-
-function loadedModules(stderr: string): string[] {
+/** Modules a run loaded, relative to the checkout ("lib/ssh/wire.ts"; "npm:...", "ext:..."). */
+function loadedFiles(stderr: string): string[] {
   const root = new URL("../", import.meta.url).href;
-  return stderr.split("\n").flatMap((l) => {
-    const m = / ES module: (\S+?),? \[/.exec(l) ?? /^\[lazy\] \S+ (\S+)/.exec(l);
-    return m ? [m[1].replace(root, "")] : [];
-  });
+  return loadedModules(stderr).map((m) => m.replace(root, ""));
 }
 
 /** What no downstream loads: ssh2 and the transport, key and login code, Node's layer. */
@@ -127,7 +118,7 @@ Deno.test(
       assert.deepEqual(touched, []);
       const tools = ["plink", "pscp", "pscp", "psftp"];
       runs.forEach((r, i) => {
-        const loaded = loadedModules(r.stderr);
+        const loaded = loadedFiles(r.stderr);
         assert.ok(loaded.includes(`cmd/${tools[i]}.ts`), `${tools[i]}: ${loaded.join(" ")}`);
         assert.ok(loaded.includes("lib/share/downstream.ts"), `${tools[i]}: ${loaded.join(" ")}`);
         const wrong = loaded.filter((m) =>

@@ -3,7 +3,9 @@
  * in a turning order) with wall and CPU time and peak RSS:
  *
  *   deno run hello.ts        the floor any Deno program pays
- *   ours, warm downstream    plink -share host true, through our upstream (plink -share -N)
+ *   ours, warm downstream    plink -share host true, through our upstream (plink -share -N), as
+ *                            scripts/install.sh installs it (the bundle of scripts/bundle.ts)
+ *   ours from source         the same through `deno run mod.ts`
  *   PuTTY plink -share       real plink 0.78 as a downstream of that same upstream of ours
  *   OpenSSH mux              ssh -S ... host true through a warm ControlMaster
  *
@@ -84,6 +86,10 @@ async function againstFloor(ctx: BenchContext): Promise<Table[]> {
       { name: "deno run hello.ts", cmd: { cmd: DENO, args: ["run", "--quiet", hello] } },
       { name: "ours, warm downstream", cmd: ctx.ours(["-share", "-batch", ...ctx.target, "true"]) },
       {
+        name: "ours from source (deno run mod.ts)",
+        cmd: ctx.oursFromSource(["-share", "-batch", ...ctx.target, "true"]),
+      },
+      {
         name: "PuTTY plink -share (our upstream)",
         cmd: ctx.real(["-share", "-batch", ...ctx.target, "true"]),
       },
@@ -94,7 +100,7 @@ async function againstFloor(ctx: BenchContext): Promise<Table[]> {
     await up.stop();
     await Deno.remove(dir, { recursive: true });
   }
-  const [floor, ours, putty, ssh] = series;
+  const [floor, ours, source, putty, ssh] = series;
   const rows = (pick: (s: Series) => number[], suffix = "") =>
     series.filter((s) => measured(pick(s)).length).map((s) => ({
       name: `${s.name}${suffix}`,
@@ -112,12 +118,14 @@ async function againstFloor(ctx: BenchContext): Promise<Table[]> {
   const rss = (s: Series) => s.rss;
   const tables: Table[] = [{
     title: `Warm downstream \`true\` next to Deno's hello world, wall and CPU time ` +
-      `(${ctx.runs} rounds, each runs all four)`,
+      `(${ctx.runs} rounds, each runs all five)`,
     unit: "ms",
     rows: [...rows(wall), ...rows(cpu, ", CPU")],
     ratios: [
       ...vs(wall, "wall", ours, floor),
       ...vs(cpu, "CPU", ours, floor),
+      ...vs(wall, "wall", source, floor),
+      ...vs(cpu, "CPU", source, floor),
       ...vs(wall, "wall", ours, putty),
       ...vs(wall, "wall", ours, ssh),
     ],
@@ -128,7 +136,11 @@ async function againstFloor(ctx: BenchContext): Promise<Table[]> {
       title: "Peak RSS of those runs",
       unit: "MiB",
       rows: rows(rss),
-      ratios: [...vs(rss, "peak RSS", ours, floor), ...vs(rss, "peak RSS", ours, putty)],
+      ratios: [
+        ...vs(rss, "peak RSS", ours, floor),
+        ...vs(rss, "peak RSS", source, floor),
+        ...vs(rss, "peak RSS", ours, putty),
+      ],
       notes: [],
     });
   }
