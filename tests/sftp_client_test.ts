@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SftpClient } from "../lib/sftp/client.ts";
-import { FX, isDirectory, isRegularFile, OPEN, SftpError } from "../lib/sftp/protocol.ts";
+import {
+  FX,
+  isDirectory,
+  isRegularFile,
+  OPEN,
+  PacketSplitter,
+  SftpError,
+} from "../lib/sftp/protocol.ts";
 import { download, upload } from "../lib/files/sftp_pipeline.ts";
 import { startSshd } from "./fixtures/sshd.ts";
 import { connectTo } from "./fixtures/connect.ts";
@@ -45,6 +52,50 @@ async function fetchAll(sftp: SftpClient, path: string, offset = 0): Promise<Uin
   }
   return out;
 }
+
+Deno.test("SFTP packets are split out of any chunking as views of the chunks", () => {
+  const bodies = [randomBytes(1), randomBytes(70000), randomBytes(5)];
+  const stream = new Uint8Array(bodies.reduce((n, b) => n + 4 + b.length, 0));
+  let at = 0;
+  for (const b of bodies) {
+    new DataView(stream.buffer).setUint32(at, b.length);
+    stream.set(b, at + 4);
+    at += 4 + b.length;
+  }
+  for (const cuts of [[1, 2, 3, 7, 32768, 65536, 70009], [70009], [4, 5, 9]]) {
+    const split = new PacketSplitter();
+    const got: Uint8Array[][] = [];
+    const pushed = new Set<ArrayBufferLike>();
+    let from = 0;
+    for (const to of [...cuts, stream.length]) {
+      const chunk = stream.slice(from, to);
+      from = to;
+      split.push(chunk);
+      pushed.add(chunk.buffer);
+      for (let p = split.next(1 << 20); p; p = split.next(1 << 20)) {
+        // Views of what was pushed: nothing copied.
+        for (const piece of p) assert.ok(pushed.has(piece.buffer));
+        got.push(p);
+      }
+    }
+    assert.equal(got.length, bodies.length, `cuts ${cuts}`);
+    got.forEach((pieces, i) => {
+      const joined = new Uint8Array(pieces.reduce((n, c) => n + c.length, 0));
+      let k = 0;
+      for (const c of pieces) {
+        assert.ok(c.byteLength > 0);
+        joined.set(c, k);
+        k += c.length;
+      }
+      assert.deepEqual(joined, bodies[i]);
+    });
+  }
+  assert.throws(() => {
+    const split = new PacketSplitter();
+    split.push(new Uint8Array([0, 0x20, 0, 0, 1]));
+    split.next(1 << 20);
+  }, /bad SFTP packet length/);
+});
 
 Deno.test("SFTP client against OpenSSH internal-sftp", opts, async (t) => {
   const s = await startSshd();

@@ -28,7 +28,11 @@ const LARGE_BLOCK = 128 * 1024;
  * that only a full collection frees.
  */
 const MAX_AHEAD = 1024 * 1024;
-/** Largest buffer handed to a download's sink at once. */
+/**
+ * Size of the buffer a download's data is gathered in for its sink: one buffer for the whole
+ * transfer, so each byte is copied once (from the packets it came in) and nothing large is
+ * allocated per block, which would pile up in the old generation until a full collection.
+ */
 const COALESCE = 512 * 1024;
 
 function blockSizeFor(handle: SftpHandle, wanted: number | undefined, kind: "read" | "write") {
@@ -41,8 +45,9 @@ function blockSizeFor(handle: SftpHandle, wanted: number | undefined, kind: "rea
 
 /**
  * Reads the remote file from `offset` to its end, handing each chunk to `sink` in file order.
- * Short reads (a server may return fewer bytes than asked) are re-requested. Returns the number
- * of bytes transferred (not counting the start offset).
+ * A chunk is lent: it is valid until the promise `sink` returns settles, then overwritten (a
+ * sink that keeps data copies it). Short reads (a server may return fewer bytes than asked) are
+ * re-requested. Returns the number of bytes transferred (not counting the start offset).
  */
 export function download(
   handle: SftpHandle,
@@ -68,7 +73,9 @@ export function download(
   let allowance = Math.min(maxAhead, 2 * block);
   /** Ranges to (re-)request before new ones: the tails of short reads. */
   const retries: [number, number][] = [];
-  const arrived = new Map<number, Uint8Array>();
+  /** Data that came in, by offset, as the pieces it arrived in, with their total length. */
+  const arrived = new Map<number, { pieces: Uint8Array[]; length: number }>();
+  let gather: Uint8Array | undefined;
   let sinking = false;
   let settled = false;
 
@@ -107,15 +114,17 @@ export function download(
 
     const issue = (off: number, len: number) => {
       inFlight++;
-      handle.read(off, len).then((data) => {
+      handle.readPieces(off, len).then((pieces) => {
         inFlight--;
-        if (data === null || data.length === 0) {
+        let got = 0;
+        for (const p of pieces ?? []) got += p.length;
+        if (got === 0) {
           // EOF here: nothing at or after `off` exists.
           if (off < eofAt) eofAt = off;
         } else {
-          arrived.set(off, data);
-          if (data.length < len) {
-            if (off + data.length < eofAt) retries.push([off + data.length, len - data.length]);
+          arrived.set(off, { pieces: pieces!, length: got });
+          if (got < len) {
+            if (off + got < eofAt) retries.push([off + got, len - got]);
           } else {
             // Slow start: a full block back earns room for one more in flight.
             allowance = Math.min(maxAhead, allowance + block);
@@ -129,20 +138,28 @@ export function download(
     };
 
     /**
-     * The next contiguous run of arrived data, up to COALESCE bytes in one buffer: a sink that
-     * writes a file pays per call (an async write each), not per byte.
+     * The next contiguous run of arrived data, gathered in the one COALESCE buffer as far as it
+     * fits (a longer reply than that alone comes as it is): a sink that writes a file pays per
+     * call (an async write each), not per byte.
      */
     const takeRun = (): Uint8Array | undefined => {
-      const parts: Uint8Array[] = [];
       let at = nextDeliver;
       let total = 0;
-      for (let c = arrived.get(at); c && total < COALESCE; c = arrived.get(at)) {
+      for (let c = arrived.get(at); c; c = arrived.get(at)) {
+        if (total + c.length > COALESCE) {
+          if (total > 0) break;
+          arrived.delete(at);
+          return c.pieces.length === 1 ? c.pieces[0] : concatBytes(c.pieces);
+        }
         arrived.delete(at);
-        parts.push(c);
-        total += c.length;
+        gather ??= new Uint8Array(COALESCE);
+        for (const p of c.pieces) {
+          gather.set(p, total);
+          total += p.length;
+        }
         at += c.length;
       }
-      return parts.length <= 1 ? parts[0] : concatBytes(parts);
+      return total > 0 ? gather!.subarray(0, total) : undefined;
     };
 
     const deliver = async () => {

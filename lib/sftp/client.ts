@@ -10,7 +10,7 @@
 
 import type { SshConnection } from "../ssh/connection.ts";
 import type { Channel } from "../ssh/channel.ts";
-import { SshReader, SshWriter } from "../ssh/wire.ts";
+import { concatBytes, readUint32, SshReader, SshWriter } from "../ssh/wire.ts";
 import {
   type Attrs,
   type DirEntry,
@@ -30,7 +30,12 @@ import {
 interface Pending {
   resolve(r: SshReader, type: number): void;
   reject(e: Error): void;
+  /** Takes a DATA reply as the pieces it arrived in (a READ's waiter), instead of resolve. */
+  data?(pieces: Uint8Array[]): void;
 }
+
+/** type, request id, and the data's length: what precedes the data of a DATA reply. */
+const DATA_HEAD = 9;
 
 /** Largest packet we accept from the server (OpenSSH's own limit is 256 KiB). */
 const MAX_PACKET = 1024 * 1024;
@@ -117,8 +122,9 @@ export class SftpClient {
   private async readLoop(): Promise<void> {
     const split = new PacketSplitter();
     try {
-      for (let chunk = await this.ch.stdout.read(); chunk; chunk = await this.ch.stdout.read()) {
-        split.push(chunk);
+      const source = this.ch.stdout;
+      for (let chunks = await source.readAll(); chunks; chunks = await source.readAll()) {
+        for (const c of chunks) split.push(c);
         for (let p = split.next(MAX_PACKET); p; p = split.next(MAX_PACKET)) this.dispatch(p);
       }
       this.fail(new SftpProtocolError("server closed the SFTP channel"));
@@ -128,7 +134,13 @@ export class SftpClient {
     }
   }
 
-  private dispatch(p: Uint8Array): void {
+  private dispatch(pieces: Uint8Array[]): void {
+    const first = pieces[0];
+    if (pieces.length > 1 && first[0] === FXP.DATA && first.length >= DATA_HEAD) {
+      const waiter = this.pending.get(readUint32(first, 1));
+      if (waiter?.data) return this.dispatchData(waiter, readUint32(first, 1), pieces);
+    }
+    const p = pieces.length === 1 ? first : concatBytes(pieces);
     const type = p[0];
     const r = new SshReader(p, 1);
     if (type === FXP.VERSION) {
@@ -142,6 +154,27 @@ export class SftpClient {
     if (!waiter) throw new SftpProtocolError(`SFTP reply for unknown request ${id}`);
     this.pending.delete(id);
     waiter.resolve(r, type);
+  }
+
+  /** A DATA reply in pieces, handed over without joining them. */
+  private dispatchData(waiter: Pending, id: number, pieces: Uint8Array[]): void {
+    let total = -DATA_HEAD;
+    for (const c of pieces) total += c.length;
+    const len = readUint32(pieces[0], 5);
+    if (len > total) throw new SftpProtocolError("SFTP DATA reply longer than its packet");
+    this.pending.delete(id);
+    const data = pieces.slice();
+    data[0] = data[0].subarray(DATA_HEAD);
+    if (data[0].length === 0) data.shift();
+    // Bytes after the data string (none in version 3) are not data.
+    for (let extra = total - len; extra > 0;) {
+      const last = data[data.length - 1];
+      const k = Math.min(extra, last.length);
+      if (k === last.length) data.pop();
+      else data[data.length - 1] = last.subarray(0, last.length - k);
+      extra -= k;
+    }
+    waiter.data!(data);
   }
 
   private fail(err: Error): void {
@@ -176,7 +209,19 @@ export class SftpClient {
     fill: (w: SshWriter) => void,
     init = false,
   ): Promise<[SshReader, number]> {
-    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<[SshReader, number]>((resolve, reject) => {
+      this.sendRequest(type, fill, { resolve: (r, t) => resolve([r, t]), reject }, init);
+    });
+  }
+
+  /** Sends a request whose reply goes to `waiter`. */
+  private sendRequest(
+    type: number,
+    fill: (w: SshWriter) => void,
+    waiter: Pending,
+    init = false,
+  ): void {
+    if (this.failure) return waiter.reject(this.failure);
     const id = init ? 0 : this.nextId;
     if (!init) this.nextId = (this.nextId + 1) >>> 0 || 1;
     const w = new SshWriter(64);
@@ -185,11 +230,8 @@ export class SftpClient {
     fill(w);
     const packet = w.done();
     new DataView(packet.buffer, packet.byteOffset).setUint32(0, packet.length - 4);
-    const reply = new Promise<[SshReader, number]>((resolve, reject) => {
-      this.pending.set(id, { resolve: (r, t) => resolve([r, t]), reject });
-    });
+    this.pending.set(id, waiter);
     this.send(packet);
-    return reply;
   }
 
   /** A request whose success reply is a STATUS OK. */
@@ -321,18 +363,33 @@ export class SftpClient {
     return this.statusRequest(FXP.CLOSE, (w) => w.string(handle));
   }
 
-  /** @internal */
-  async read(handle: Uint8Array, offset: number, length: number): Promise<Uint8Array | null> {
-    const [r, t] = await this.requestTyped(FXP.READ, (w) => {
-      w.string(handle).uint64(offset).uint32(length);
+  /**
+   * @internal The data as the pieces it arrived in (views of the channel's chunks, never
+   * empty), or null at end of file.
+   */
+  readPieces(handle: Uint8Array, offset: number, length: number): Promise<Uint8Array[] | null> {
+    return new Promise((resolve, reject) => {
+      this.sendRequest(FXP.READ, (w) => w.string(handle).uint64(offset).uint32(length), {
+        data: resolve,
+        reject,
+        resolve: (r, t) => {
+          try {
+            if (t === FXP.DATA) {
+              const data = r.bytes();
+              return resolve(data.length ? [data] : []);
+            }
+            if (t !== FXP.STATUS) {
+              throw new SftpProtocolError(`unexpected SFTP packet type ${t} (expected DATA)`);
+            }
+            const code = r.uint32();
+            if (code !== FX.EOF) throw new SftpError(code, statusMessage(r));
+            resolve(null);
+          } catch (e) {
+            reject(e);
+          }
+        },
+      });
     });
-    if (t === FXP.DATA) return r.bytes();
-    if (t === FXP.STATUS) {
-      const code = r.uint32();
-      if (code === FX.EOF) return null;
-      throw new SftpError(code, statusMessage(r));
-    }
-    throw new SftpProtocolError(`unexpected SFTP packet type ${t} (expected DATA)`);
   }
 
   /** @internal */
@@ -380,8 +437,14 @@ export class SftpHandle {
   ) {}
 
   /** Up to `length` bytes at `offset` (servers may return fewer); null at end of file. */
-  read(offset: number, length: number): Promise<Uint8Array | null> {
-    return this.client.read(this.handle, offset, length);
+  async read(offset: number, length: number): Promise<Uint8Array | null> {
+    const pieces = await this.readPieces(offset, length);
+    return pieces && (pieces.length === 1 ? pieces[0] : concatBytes(pieces));
+  }
+
+  /** read() without joining: the data as the pieces it arrived in ([] for an empty reply). */
+  readPieces(offset: number, length: number): Promise<Uint8Array[] | null> {
+    return this.client.readPieces(this.handle, offset, length);
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {

@@ -155,53 +155,55 @@ export function readAttrs(r: SshReader): Attrs {
   return a;
 }
 
-/** Splits the channel's byte stream into SFTP packets without copying where it can. */
+/**
+ * Splits the channel's byte stream into SFTP packets, each handed over as the pieces of the
+ * chunks it arrived in (views, never copies): a 128 KiB read reply comes in four or five SSH
+ * packets, and joining them would copy every byte downloaded once more.
+ */
 export class PacketSplitter {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
 
   push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
   }
 
-  private take(n: number): Uint8Array {
-    const first = this.chunks[0];
-    if (first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      this.buffered -= n;
-      return out;
-    }
-    const out = new Uint8Array(n);
-    let at = 0;
-    while (at < n) {
-      const c = this.chunks[0];
-      const k = Math.min(c.length, n - at);
-      out.set(c.subarray(0, k), at);
-      at += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
+  /** Removes the next `n` bytes (n <= buffered), as views of the chunks they are in. */
+  private take(n: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
     this.buffered -= n;
+    while (n > 0) {
+      const c = this.chunks[0];
+      if (c.length <= n) {
+        out.push(c);
+        this.chunks.shift();
+        n -= c.length;
+      } else {
+        out.push(c.subarray(0, n));
+        this.chunks[0] = c.subarray(n);
+        n = 0;
+      }
+    }
     return out;
   }
 
   private peekLength(): number {
-    const head = this.chunks[0].length >= 4 ? this.chunks[0] : this.takeAndRestore(4);
-    return ((head[0] << 24) | (head[1] << 16) | (head[2] << 8) | head[3]) >>> 0;
+    let len = 0;
+    let got = 0;
+    for (const c of this.chunks) {
+      for (let i = 0; i < c.length && got < 4; i++, got++) len = len * 256 + c[i];
+      if (got === 4) break;
+    }
+    return len;
   }
 
-  private takeAndRestore(n: number): Uint8Array {
-    const b = this.take(n);
-    this.chunks.unshift(b);
-    this.buffered += n;
-    return b;
-  }
-
-  /** The next whole packet (without its length field), or undefined until more arrives. */
-  next(maxLength: number): Uint8Array | undefined {
+  /**
+   * The next whole packet (without its length field) as one or more pieces, or undefined until
+   * more arrives.
+   */
+  next(maxLength: number): Uint8Array[] | undefined {
     if (this.buffered < 4) return undefined;
     const len = this.peekLength();
     if (len === 0 || len > maxLength) {

@@ -59,6 +59,11 @@ function dataMessage(recipient: number, data: Uint8Array, stderr: boolean): Uint
 export interface ChunkSource extends AsyncIterable<Uint8Array> {
   /** The next chunk; null once the peer has sent EOF or closed; rejects if the channel failed. */
   read(): Promise<Uint8Array | null>;
+  /**
+   * Every chunk queued (at least one) as they came, not joined: for a reader that splits the
+   * stream into messages itself, which a join would only copy. Null and rejection as read().
+   */
+  readAll(): Promise<Uint8Array[] | null>;
   /** Drops what is queued and all that comes later (the window stays open): unwanted data. */
   discard(): void;
   /** The same data as a ReadableStream, made on first use. */
@@ -84,9 +89,7 @@ class InboundData implements ChunkSource {
    * packets (stdout, a socket) then makes one write where it would have made dozens.
    */
   async read(): Promise<Uint8Array | null> {
-    while (this.queue.length === 0 && !this.ended && !this.failed) {
-      await new Promise<void>((r) => this.wakers.push(r));
-    }
+    await this.waitForData();
     let k = 0;
     let n = 0;
     while (k < this.queue.length && n + this.queue[k].length <= COALESCE) {
@@ -109,6 +112,26 @@ class InboundData implements ChunkSource {
     }
     if (this.failed) throw this.failed;
     return null;
+  }
+
+  async readAll(): Promise<Uint8Array[] | null> {
+    await this.waitForData();
+    if (this.queue.length === 0) {
+      if (this.failed) throw this.failed;
+      return null;
+    }
+    const all = this.queue;
+    this.queue = [];
+    let n = 0;
+    for (const c of all) n += c.length;
+    this.credit(n);
+    return all;
+  }
+
+  private async waitForData(): Promise<void> {
+    while (this.queue.length === 0 && !this.ended && !this.failed) {
+      await new Promise<void>((r) => this.wakers.push(r));
+    }
   }
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
