@@ -134,20 +134,7 @@ export function peerText(addr: Deno.Addr): string {
     : `${addr.hostname}:${addr.port}`;
 }
 
-const OPEN_FAILURE_NAMES = [
-  "",
-  "Administratively prohibited",
-  "Connect failed",
-  "Unknown channel type",
-  "Resource shortage",
-];
-
 /** Why a channel open failed, the way PuTTY logs it: "Connect failed [Connection refused]". */
 export function openFailureLogText(e: unknown): string {
-  if (e instanceof ChannelOpenError) {
-    const name = OPEN_FAILURE_NAMES[e.reason] ||
-      `unknown reason code 0x${e.reason.toString(16)}`;
-    return `${name} [${e.description}]`;
-  }
-  return osErrorText(e);
+  return e instanceof ChannelOpenError ? e.logText : osErrorText(e);
 }

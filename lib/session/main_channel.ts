@@ -5,7 +5,6 @@
  */
 
 import type { X11Request } from "../forward/x11.ts";
-import { openFailureLogText } from "../forward/bridge.ts";
 import { ChannelOpenError, type SshConnection } from "../ssh/connection.ts";
 import type { Channel } from "../ssh/channel.ts";
 
@@ -45,7 +44,7 @@ export async function openMainChannel(conn: SshConnection): Promise<Channel> {
     return await conn.openSession();
   } catch (e) {
     if (!(e instanceof ChannelOpenError)) throw e;
-    throw new RemoteRefusedError(`Server refused to open main channel: ${openFailureLogText(e)}`);
+    throw new RemoteRefusedError(`Server refused to open main channel: ${e.logText}`);
   }
 }
 

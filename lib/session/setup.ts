@@ -5,8 +5,7 @@
  */
 
 import type { PuttyConfig } from "../config/types.ts";
-import { agentForwardingPermitted } from "../forward/agent.ts";
-import { type Forwardings, startForwardings } from "../forward/forwardings.ts";
+import type { Forwardings } from "../forward/forwardings.ts";
 import type { X11Forwarding } from "../forward/x11.ts";
 import type { OutputLog } from "../log/log_files.ts";
 import type { MainSessionOptions, SessionIo } from "./main_session.ts";
@@ -26,7 +25,17 @@ export interface SessionSetup {
   forwardings: Forwardings;
   /** -X, when asked for, there is a session, and the display could be set up. */
   x11?: X11Forwarding;
+  /** -A, and there is an agent to forward (PuTTY's ssh_agent_forwarding_permitted). */
+  agentForward: boolean;
 }
+
+/** What a session without -L/-R/-D has; the forwarding code is not even loaded. */
+const NO_FORWARDINGS: Forwardings = {
+  ready: Promise.resolve(),
+  count: 0,
+  localPorts: [],
+  close() {},
+};
 
 /**
  * Connects (throwing what connect() throws) and starts the forwardings and X11. `interactive`:
@@ -47,8 +56,12 @@ export async function setUpSession(
     stoppedWith: undefined,
     // Before any session starts, so a remote forwarding is in place by the time the remote
     // command runs (the server handles our requests in order).
-    forwardings: startForwardings(connected.conn, cfg, ui),
+    forwardings: cfg.portForwards.length
+      ? (await import("../forward/forwardings.ts")).startForwardings(connected.conn, cfg, ui)
+      : NO_FORWARDINGS,
     x11: cfg.x11Forward && !cfg.noShell ? await setUpX11(connected, cfg, appName, ui) : undefined,
+    agentForward: cfg.agentForward &&
+      (await import("../forward/agent.ts")).agentForwardingPermitted(cfg),
   };
 }
 
@@ -84,7 +97,7 @@ export function mainSessionOptions(
     command: cfg.remoteCommand,
     subsystem: cfg.subsystem,
     env: cfg.env,
-    agentForward: agentForwardingPermitted(cfg),
+    agentForward: session.agentForward,
     x11: session.x11?.request,
     ptyTerm: pty ? cfg.termType : undefined,
     terminal: session.terminal,

@@ -19,9 +19,24 @@ import {
 import { Channel, ConnectionClosedError, type ConnectionLimits } from "./channel.ts";
 import { errorText } from "../util/error_text.ts";
 
+const OPEN_FAILURE_NAMES = [
+  "",
+  "Administratively prohibited",
+  "Connect failed",
+  "Unknown channel type",
+  "Resource shortage",
+];
+
 export class ChannelOpenError extends Error {
   constructor(readonly reason: number, readonly description: string) {
     super(description || openFailureText(reason));
+  }
+
+  /** The refusal the way PuTTY logs it: "Connect failed [Connection refused]". */
+  get logText(): string {
+    const name = OPEN_FAILURE_NAMES[this.reason] ||
+      `unknown reason code 0x${this.reason.toString(16)}`;
+    return `${name} [${this.description}]`;
   }
 }
 
