@@ -30,6 +30,7 @@ import {
   stats,
   type Table,
 } from "../bench_lib.ts";
+import { fileURLToPath } from "node:url";
 import { DENO } from "../../tests/fixtures/tools.ts";
 
 /** The runs of one command in a paired measurement (index = round; NaN: not measured). */
@@ -70,6 +71,39 @@ function pairedRatio(a: number[], b: number[]): number {
 const measured = (values: number[]) => values.filter(Number.isFinite);
 
 /**
+ * At the end of a few runs of each command (a preload reads /proc/self/status), its resident
+ * memory split into anonymous and file-backed pages, medians: one note line each.
+ */
+async function rssSplit(ctx: BenchContext, cmds: { name: string; cmd: Cmd }[]): Promise<string[]> {
+  const preload = fileURLToPath(new URL("./rss_split.ts", import.meta.url));
+  const notes: string[] = [];
+  for (const { name, cmd } of cmds) {
+    const anon: number[] = [], file: number[] = [];
+    for (let i = 0; i < Math.min(ctx.runs, 5); i++) {
+      // Reading /proc/self needs every permission.
+      const all = cmd.args.includes("-A") ? [] : ["-A"];
+      const args = [cmd.args[0], ...all, "--preload", preload, ...cmd.args.slice(1)];
+      const out = await new Deno.Command(cmd.cmd, {
+        args,
+        env: ctx.env,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const m = /RSS_SPLIT anon=(\d+) file=(\d+)/.exec(new TextDecoder().decode(out.stderr));
+      if (m) anon.push(Number(m[1]) / 1024), file.push(Number(m[2]) / 1024);
+    }
+    if (anon.length) {
+      notes.push(
+        `${name} at exit: ${stats(anon).median.toFixed(1)} MiB anonymous, ` +
+          `${stats(file).median.toFixed(1)} MiB file-backed (Deno's executable, shared)`,
+      );
+    }
+  }
+  return notes;
+}
+
+/**
  * Our warm downstream next to `deno run hello.ts` (the floor any Deno program pays), PuTTY's plink
  * through the same upstream of ours and OpenSSH's ssh -S through a ControlMaster, paired run by
  * run: wall and CPU time, and peak RSS.
@@ -81,6 +115,7 @@ async function againstFloor(ctx: BenchContext): Promise<Table[]> {
   const up = await ctx.startUpstream("ours");
   const master = await ctx.startSshMaster();
   let series: Series[];
+  let split: string[];
   try {
     series = await paired(ctx, [
       { name: "deno run hello.ts", cmd: { cmd: DENO, args: ["run", "--quiet", hello] } },
@@ -95,6 +130,10 @@ async function againstFloor(ctx: BenchContext): Promise<Table[]> {
       },
       { name: "OpenSSH mux (ssh -S)", cmd: ctx.ssh(["true"], true) },
     ], ctx.runs);
+    split = await rssSplit(ctx, [
+      { name: "deno run hello.ts", cmd: { cmd: DENO, args: ["run", "--quiet", hello] } },
+      { name: "ours, warm downstream", cmd: ctx.ours(["-share", "-batch", ...ctx.target, "true"]) },
+    ]);
   } finally {
     await master.stop();
     await up.stop();
@@ -141,7 +180,7 @@ async function againstFloor(ctx: BenchContext): Promise<Table[]> {
         ...vs(rss, "peak RSS", source, floor),
         ...vs(rss, "peak RSS", ours, putty),
       ],
-      notes: [],
+      notes: split,
     });
   }
   return tables;

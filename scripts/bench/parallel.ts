@@ -1,10 +1,12 @@
 /**
  * 100 downstream commands (`true`) started at once through one shared connection: the wall time
  * until the last has finished, for our upstream + our plink, an OpenSSH ControlMaster + ssh -S, and
- * PuTTY's upstream + PuTTY's plink. Every command must succeed and nobody re-authenticates.
+ * PuTTY's upstream + PuTTY's plink. Every command must succeed and nobody re-authenticates. The
+ * floor: as many `deno run hello.ts` at once, what starting that many Deno programs costs.
  */
 
 import { type BenchContext, type Cmd, ratio, type Row, type Section, stats } from "../bench_lib.ts";
+import { DENO } from "../../tests/fixtures/tools.ts";
 
 async function batch(ctx: BenchContext, label: string, c: Cmd, n: number): Promise<number> {
   const t0 = performance.now();
@@ -53,6 +55,18 @@ export const parallel: Section = {
     rows.push({ name: "PuTTY plink -share", stats: await batches(ctx, "real", real, n, reps) });
     await realUp.stop();
 
+    const dir = await Deno.makeTempDir({ prefix: "pk-bench-hello-" });
+    try {
+      await Deno.writeTextFile(`${dir}/hello.ts`, 'console.log("hello");\n');
+      const hello = { cmd: DENO, args: ["run", "--quiet", `${dir}/hello.ts`] };
+      rows.push({
+        name: "deno run hello.ts (the floor)",
+        stats: await batches(ctx, "hello", hello, n, reps),
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+
     const ours0 = "ours (plink -share)";
     return [{
       title: `${n} parallel downstream commands (\`true\`), wall time per batch of ${n} ` +
@@ -62,6 +76,8 @@ export const parallel: Section = {
       ratios: [
         ratio(rows, ours0, "OpenSSH mux (ssh -S)"),
         ratio(rows, ours0, "PuTTY plink -share"),
+        ratio(rows, ours0, "deno run hello.ts (the floor)"),
+        ratio(rows, "deno run hello.ts (the floor)", "PuTTY plink -share"),
       ],
       notes: [
         `server authentications for our ${n * reps} downstreams: ${oursAuthAfter - oursAuth}`,
