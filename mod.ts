@@ -7,7 +7,7 @@
  * else the first argument names the tool.
  */
 
-import { toolFromArgv, type ToolName, TOOLS } from "./lib/dispatch.ts";
+import { toolFromArgv, TOOLS } from "./lib/dispatch.ts";
 
 export { connect } from "./lib/api/connect.ts";
 export type {
@@ -42,19 +42,6 @@ Usage: puttykit <tool> [options...]      (or run as plink, pscp, psftp or putty)
 Tools: ${TOOLS.join(", ")}
 `;
 
-async function run(tool: ToolName, args: string[]): Promise<number> {
-  switch (tool) {
-    case "plink":
-      return (await import("./cmd/plink.ts")).main(args);
-    case "pscp":
-      return (await import("./cmd/pscp.ts")).main(args);
-    case "psftp":
-      return (await import("./cmd/psftp.ts")).main(args);
-    case "putty":
-      return (await import("./cmd/putty.ts")).main(args);
-  }
-}
-
 /**
  * argv[0] as we were started. Deno has no API for it; node:process does, but loading it costs
  * every tool ~15 ms of start-up, so on Linux it is read from /proc instead.
@@ -73,8 +60,6 @@ if (import.meta.main) {
     Deno.stderr.writeSync(new TextEncoder().encode(USAGE));
     Deno.exit(/^(-h|--help)$/.test(Deno.args[0] ?? "") ? 0 : 1);
   }
-  const code = await run(picked.tool, picked.args);
-  // A tool stopping for a signal leaves with the signal's code, once its clean-up is done.
-  const { finalExitCode } = await import("./cmd/console.ts");
-  Deno.exit(await finalExitCode(code));
+  const { runTool } = await import("./cmd/main.ts");
+  Deno.exit(await runTool(picked.tool, picked.args));
 }
