@@ -20,6 +20,8 @@ import { openTransport } from "../lib/transport/transport.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
 import { DIRECT_LIMITS } from "../lib/share/limits.ts";
 import { startLoopbackServer } from "../scripts/loopback_server.ts";
+import { chachaFirstWord, chachaReady } from "../lib/transport/ssh2_chacha.ts";
+import { createCipheriv } from "node:crypto";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
 
@@ -82,6 +84,92 @@ Deno.test("every ECDSA key signs, whatever its private scalar looks like", async
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet format", async () => {
+  await chachaReady();
+  const crypto = ssh2Crypto as {
+    init: Promise<void>;
+    CIPHER_INFO: Record<string, { keyLen: number }>;
+    createCipher(c: unknown): { allocPacket(n: number): Buffer; encrypt(p: Buffer): void };
+    createDecipher(c: unknown): { decrypt(data: Uint8Array, p: number, len: number): void };
+  };
+  await crypto.init;
+  const info = crypto.CIPHER_INFO["chacha20-poly1305@openssh.com"];
+  const key = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(64)));
+  const [main, header] = [key.subarray(0, 32), key.subarray(32)];
+  const seqnos = [0, 1, 0x01020304, 0x7fffffff, 0xfffffffe];
+  // The header key's first keystream word, against node:crypto's chacha20.
+  for (const seqno of seqnos) {
+    const iv = Buffer.alloc(16);
+    iv.writeUInt32BE(seqno, 12);
+    const want = createCipheriv("chacha20", header, iv).update(Buffer.alloc(4)).readUInt32LE(0);
+    const dv = new DataView(header.buffer, header.byteOffset, 32);
+    const words = Uint32Array.from({ length: 8 }, (_, i) => dv.getUint32(4 * i, true));
+    assert.equal(chachaFirstWord(words, seqno), want, `seqno ${seqno}`);
+  }
+  // Whole packets, at sequence numbers up to the wrap, against PROTOCOL.chacha20poly1305 done
+  // with node:crypto's chacha20; then back through the decipher, split at every awkward point.
+  const wire: Uint8Array[] = [];
+  const start = 0xfffffffe;
+  const cipher = crypto.createCipher({
+    outbound: {
+      onWrite: (b: Uint8Array) => wire.push(new Uint8Array(b)),
+      cipherInfo: info,
+      cipherKey: key,
+      seqno: start,
+      forceNative: true,
+    },
+  });
+  const plain: Buffer[] = [];
+  for (const size of [1, 100, 30000, 7]) {
+    const packet = cipher.allocPacket(size);
+    globalThis.crypto.getRandomValues(packet.subarray(5, 5 + size));
+    plain.push(Buffer.from(packet.subarray(5, 5 + size)));
+    const clear = Buffer.from(packet);
+    const before = wire.length;
+    cipher.encrypt(packet);
+    const seqno = (start + plain.length - 1) >>> 0;
+    const iv = Buffer.alloc(16);
+    iv.writeUInt32BE(seqno, 12);
+    const head = createCipheriv("chacha20", header, iv).update(clear.subarray(0, 4));
+    iv[0] = 1;
+    const body = createCipheriv("chacha20", main, iv).update(clear.subarray(4));
+    const sent = Buffer.concat(wire.slice(before));
+    assert.deepEqual(sent.subarray(0, 4), head);
+    assert.deepEqual(sent.subarray(4, sent.length - 16), body);
+  }
+  const stream = Buffer.concat(wire);
+  for (const step of [stream.length, 1, 3, 17, 4096]) {
+    const got: Buffer[] = [];
+    const decipher = crypto.createDecipher({
+      inbound: {
+        onPayload: (p: Buffer) => void got.push(Buffer.from(p)),
+        decipherInfo: info,
+        decipherKey: key,
+        seqno: start,
+        forceNative: true,
+      },
+    });
+    for (let at = 0; at < stream.length; at += step) {
+      const piece = stream.subarray(at, at + step);
+      decipher.decrypt(piece, 0, piece.length);
+    }
+    assert.deepEqual(got, plain, `in pieces of ${step}`);
+  }
+  // A corrupted tag is refused.
+  const bad = Buffer.from(stream.subarray(0, wire[0].length + wire[1].length + wire[2].length));
+  bad[bad.length - 1] ^= 1;
+  const decipher = crypto.createDecipher({
+    inbound: {
+      onPayload: () => {},
+      decipherInfo: info,
+      decipherKey: key,
+      seqno: start,
+      forceNative: true,
+    },
+  });
+  assert.throws(() => decipher.decrypt(bad, 0, bad.length), /Invalid MAC/);
 });
 
 Deno.test("chacha20-poly1305 packets leave no native memory behind", async () => {

@@ -15,7 +15,8 @@
  * `Protocol#_remoteIdentRaw`, `Protocol#_authenticated`, the private-key PEM ssh2 keeps on a
  * parsed ECDSA key (under a module-private symbol; see fixEcdsaPrivatePem), the module-level handler table in
  * lib/protocol/handlers.js, `sendPacket` from lib/protocol/utils.js, and the prototypes of the
- * chacha20-poly1305 cipher classes of lib/protocol/crypto.js (see finishOneShotCiphers). The
+ * chacha20-poly1305 cipher classes of lib/protocol/crypto.js (see finishOneShotCiphers, and
+ * ssh2_chacha.ts, which gives them methods making one cipher per packet where ssh2 makes three). The
  * zlib packet classes of lib/protocol/zlib.js are replaced in ssh2_zlib.ts (load order).
  */
 
@@ -23,6 +24,7 @@ import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv } from "node:crypto";
 // Before "ssh2": it swaps ssh2's zlib packet classes before ssh2's modules take them.
 import "./ssh2_zlib.ts";
+import { installChachaPoly } from "./ssh2_chacha.ts";
 import ssh2 from "npm:ssh2@1.17.0";
 import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
 import ssh2Utils from "npm:ssh2@1.17.0/lib/protocol/utils.js";
@@ -134,6 +136,8 @@ function finishOneShotCiphers(): void {
       depth--;
     }
   };
+  // The fast path, over the above (which serves until it is ready).
+  installChachaPoly(cipherProto, decipherProto);
 }
 finishOneShotCiphers();
 

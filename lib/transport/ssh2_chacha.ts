@@ -1,0 +1,307 @@
+/**
+ * chacha20-poly1305@openssh.com for npm:ssh2's JavaScript path (the one Deno runs), with one
+ * node:crypto cipher per packet where ssh2 makes three. ssh2 makes a cipher for the 4-byte
+ * length, one for the Poly1305 key and one for the payload, and each costs a Node Transform
+ * stream's set-up under Deno: with the 32 KiB packets of a bulk transfer that was a fifth of the
+ * time spent decrypting. Here the Poly1305 key (block 0 of the main key's stream) and the payload
+ * (from block 1 on) come from one cipher, and the length's one block is computed in JavaScript.
+ * The cipher is finished after its last update: Deno keeps a cipher's native state until
+ * final().
+ *
+ * The packet format is OpenSSH's PROTOCOL.chacha20poly1305: main key K_1 = key[0..32], header
+ * key K_2 = key[32..64], 64-bit nonce = the sequence number (big-endian), the MAC over the
+ * encrypted length and payload. Installed on ssh2's cipher classes by ssh2_internals.ts; until
+ * our Poly1305 instance is ready, ssh2's own methods run (they share the per-packet state).
+ */
+
+import { Buffer } from "node:buffer";
+import { createCipheriv, createDecipheriv } from "node:crypto";
+import createPoly1305 from "npm:ssh2@1.17.0/lib/protocol/crypto/poly1305.js";
+
+/** ssh2's limit on a packet (crypto.js MAX_PACKET_SIZE). */
+const MAX_PACKET = 35000;
+
+interface PolyModule {
+  HEAPU8: Uint8Array;
+  _malloc(n: number): number;
+  _free(at: number): void;
+  _poly1305_auth(
+    out: number,
+    m: number,
+    mLen: number,
+    m2: number,
+    m2Len: number,
+    key: number,
+  ): void;
+}
+
+/**
+ * A Poly1305 instance of our own (ssh2's is private to its module). An incoming packet is
+ * gathered straight into its memory (see InboundPacket), where the tag is computed and from where
+ * it is deciphered: no buffer of its own per packet.
+ */
+class Poly1305 {
+  private readonly out: number;
+  private readonly key: number;
+  private readonly head: number;
+  private readonly body: number;
+
+  constructor(readonly mod: PolyModule) {
+    this.out = mod._malloc(16);
+    this.key = mod._malloc(32);
+    this.head = mod._malloc(4);
+    this.body = mod._malloc(MAX_PACKET);
+  }
+
+  /** The tag of head || body (at `bodyAt` in our memory, else copied there) under key[0..32]. */
+  auth(
+    tag: Uint8Array,
+    head: Uint8Array,
+    body: Uint8Array | number,
+    bodyLen: number,
+    key: Uint8Array,
+  ) {
+    // Fetched at every use: the module's memory may have grown (a new buffer) since.
+    const heap = this.mod.HEAPU8;
+    heap.set(key.subarray(0, 32), this.key);
+    heap.set(head, this.head);
+    let at = body as number;
+    if (typeof body !== "number") {
+      heap.set(body, this.body);
+      at = this.body;
+    }
+    this.mod._poly1305_auth(this.out, this.head, head.length, at, bodyLen, this.key);
+    tag.set(this.mod.HEAPU8.subarray(this.out, this.out + 16));
+  }
+}
+
+let poly: Poly1305 | undefined;
+const polyReady = (createPoly1305 as () => Promise<PolyModule>)().then((m) => {
+  poly = new Poly1305(m);
+});
+
+/** Settles once the fast path is on (for tests). */
+export function chachaReady(): Promise<void> {
+  return polyReady;
+}
+
+/**
+ * The first 32-bit word (little-endian) of ChaCha20 block 0 for `key` (8 words) and the 64-bit
+ * nonce 0 || seqno as OpenSSH forms it: XORed into the big-endian packet length. Plain locals,
+ * no arrays: this runs for every packet.
+ */
+export function chachaFirstWord(key: Uint32Array, seqno: number): number {
+  let x0 = 0x61707865, x1 = 0x3320646e, x2 = 0x79622d32, x3 = 0x6b206574;
+  let x4 = key[0], x5 = key[1], x6 = key[2], x7 = key[3];
+  let x8 = key[4], x9 = key[5], x10 = key[6], x11 = key[7];
+  // Words 12, 13: block counter 0. Words 14, 15: the nonce's bytes read little-endian.
+  let x12 = 0, x13 = 0, x14 = 0;
+  let x15 = (seqno >>> 24) | ((seqno >>> 8) & 0xff00) | ((seqno << 8) & 0xff0000) | (seqno << 24);
+  for (let i = 0; i < 10; i++) {
+    // Columns.
+    x0 = (x0 + x4) | 0, x12 ^= x0, x12 = (x12 << 16) | (x12 >>> 16);
+    x8 = (x8 + x12) | 0, x4 ^= x8, x4 = (x4 << 12) | (x4 >>> 20);
+    x0 = (x0 + x4) | 0, x12 ^= x0, x12 = (x12 << 8) | (x12 >>> 24);
+    x8 = (x8 + x12) | 0, x4 ^= x8, x4 = (x4 << 7) | (x4 >>> 25);
+    x1 = (x1 + x5) | 0, x13 ^= x1, x13 = (x13 << 16) | (x13 >>> 16);
+    x9 = (x9 + x13) | 0, x5 ^= x9, x5 = (x5 << 12) | (x5 >>> 20);
+    x1 = (x1 + x5) | 0, x13 ^= x1, x13 = (x13 << 8) | (x13 >>> 24);
+    x9 = (x9 + x13) | 0, x5 ^= x9, x5 = (x5 << 7) | (x5 >>> 25);
+    x2 = (x2 + x6) | 0, x14 ^= x2, x14 = (x14 << 16) | (x14 >>> 16);
+    x10 = (x10 + x14) | 0, x6 ^= x10, x6 = (x6 << 12) | (x6 >>> 20);
+    x2 = (x2 + x6) | 0, x14 ^= x2, x14 = (x14 << 8) | (x14 >>> 24);
+    x10 = (x10 + x14) | 0, x6 ^= x10, x6 = (x6 << 7) | (x6 >>> 25);
+    x3 = (x3 + x7) | 0, x15 ^= x3, x15 = (x15 << 16) | (x15 >>> 16);
+    x11 = (x11 + x15) | 0, x7 ^= x11, x7 = (x7 << 12) | (x7 >>> 20);
+    x3 = (x3 + x7) | 0, x15 ^= x3, x15 = (x15 << 8) | (x15 >>> 24);
+    x11 = (x11 + x15) | 0, x7 ^= x11, x7 = (x7 << 7) | (x7 >>> 25);
+    // Diagonals.
+    x0 = (x0 + x5) | 0, x15 ^= x0, x15 = (x15 << 16) | (x15 >>> 16);
+    x10 = (x10 + x15) | 0, x5 ^= x10, x5 = (x5 << 12) | (x5 >>> 20);
+    x0 = (x0 + x5) | 0, x15 ^= x0, x15 = (x15 << 8) | (x15 >>> 24);
+    x10 = (x10 + x15) | 0, x5 ^= x10, x5 = (x5 << 7) | (x5 >>> 25);
+    x1 = (x1 + x6) | 0, x12 ^= x1, x12 = (x12 << 16) | (x12 >>> 16);
+    x11 = (x11 + x12) | 0, x6 ^= x11, x6 = (x6 << 12) | (x6 >>> 20);
+    x1 = (x1 + x6) | 0, x12 ^= x1, x12 = (x12 << 8) | (x12 >>> 24);
+    x11 = (x11 + x12) | 0, x6 ^= x11, x6 = (x6 << 7) | (x6 >>> 25);
+    x2 = (x2 + x7) | 0, x13 ^= x2, x13 = (x13 << 16) | (x13 >>> 16);
+    x8 = (x8 + x13) | 0, x7 ^= x8, x7 = (x7 << 12) | (x7 >>> 20);
+    x2 = (x2 + x7) | 0, x13 ^= x2, x13 = (x13 << 8) | (x13 >>> 24);
+    x8 = (x8 + x13) | 0, x7 ^= x8, x7 = (x7 << 7) | (x7 >>> 25);
+    x3 = (x3 + x4) | 0, x14 ^= x3, x14 = (x14 << 16) | (x14 >>> 16);
+    x9 = (x9 + x14) | 0, x4 ^= x9, x4 = (x4 << 12) | (x4 >>> 20);
+    x3 = (x3 + x4) | 0, x14 ^= x3, x14 = (x14 << 8) | (x14 >>> 24);
+    x9 = (x9 + x14) | 0, x4 ^= x9, x4 = (x4 << 7) | (x4 >>> 25);
+  }
+  return (x0 + 0x61707865) >>> 0;
+}
+
+/** The length XOR mask as a big-endian number, from the keystream's first four bytes. */
+function lengthMask(key: Uint32Array, seqno: number): number {
+  const w = chachaFirstWord(key, seqno);
+  return (((w & 0xff) << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0;
+}
+
+function keyWords(key: Uint8Array): Uint32Array {
+  const dv = new DataView(key.buffer, key.byteOffset, 32);
+  return Uint32Array.from({ length: 8 }, (_, i) => dv.getUint32(4 * i, true));
+}
+
+/** IV for node:crypto's chacha20: counter 0 (4 bytes LE), then the nonce 0 || seqno (BE). */
+function ivFor(seqno: number): Buffer {
+  const iv = Buffer.alloc(16);
+  iv.writeUInt32BE(seqno, 12);
+  return iv;
+}
+
+const ZEROS_BLOCK = Buffer.alloc(64);
+
+/** Whether two 16-byte tags are equal, in time independent of where they differ. */
+function sameTag(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = 0;
+  for (let i = 0; i < 16; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+const BAD_LENGTH = "Bad packet length";
+
+type Cryptor = Record<string, unknown>;
+
+interface DecipherState {
+  inSeqno: number;
+  _onPayload: (payload: Buffer) => unknown;
+  _decKeyMain: Buffer;
+  _decKeyPktLen: Buffer;
+  _len: number;
+  _lenBuf: Buffer;
+  _lenPos: number;
+  _packet: Uint8Array | null;
+  _pktLen: number;
+  _mac: Buffer;
+  _calcMac: Buffer;
+  _macPos: number;
+  _pkHeaderKey?: Uint32Array;
+  /** Where in Poly1305's memory this decipher gathers a packet. */
+  _pkInbound?: number;
+}
+
+interface CipherState {
+  outSeqno: number;
+  _onWrite: (data: Uint8Array) => void;
+  _encKeyMain: Buffer;
+  _encKeyPktLen: Buffer;
+  _dead: boolean;
+  _pkHeaderKey?: Uint32Array;
+}
+
+/** ssh2's ChaChaPolyDecipherNative#decrypt, with one cipher per packet. */
+function decrypt(
+  this: DecipherState,
+  fallback: (data: Uint8Array, p: number, dataLen: number) => unknown,
+  data: Uint8Array,
+  p: number,
+  dataLen: number,
+): unknown {
+  const mac = poly;
+  if (!mac) return fallback.call(this, data, p, dataLen);
+  const headerKey = this._pkHeaderKey ??= keyWords(this._decKeyPktLen);
+  while (p < dataLen) {
+    if (this._lenPos < 4) {
+      while (this._lenPos < 4 && p < dataLen) this._lenBuf[this._lenPos++] = data[p++];
+      if (this._lenPos < 4) return;
+      this._len = (this._lenBuf.readUInt32BE(0) ^ lengthMask(headerKey, this.inSeqno)) >>> 0;
+      if (this._len > MAX_PACKET || this._len < 8 || (this._len & 7) !== 0) {
+        throw new Error(BAD_LENGTH);
+      }
+    }
+    const inbound = this._pkInbound ??= mac.mod._malloc(MAX_PACKET);
+    if (this._packet) {
+      // What ssh2's own decrypt gathered before the fast path was ready.
+      mac.mod.HEAPU8.set(this._packet.subarray(0, this._pktLen), inbound);
+      this._packet = null;
+    }
+    if (this._pktLen < this._len) {
+      if (p >= dataLen) return;
+      const nb = Math.min(this._len - this._pktLen, dataLen - p);
+      mac.mod.HEAPU8.set(data.subarray(p, p + nb), inbound + this._pktLen);
+      p += nb;
+      this._pktLen += nb;
+      if (this._pktLen < this._len || p >= dataLen) return;
+    }
+    {
+      const nb = Math.min(16 - this._macPos, dataLen - p);
+      this._mac.set(data.subarray(p, p + nb), this._macPos);
+      p += nb;
+      this._macPos += nb;
+      if (this._macPos < 16) return;
+    }
+    const cipher = createDecipheriv("chacha20", this._decKeyMain, ivFor(this.inSeqno));
+    let packet: Buffer;
+    try {
+      mac.auth(this._calcMac, this._lenBuf, inbound, this._len, cipher.update(ZEROS_BLOCK));
+      if (!sameTag(this._calcMac, this._mac)) throw new Error("Invalid MAC");
+      packet = cipher.update(mac.mod.HEAPU8.subarray(inbound, inbound + this._len));
+    } finally {
+      cipher.final();
+    }
+    const payload = Buffer.from(
+      packet.buffer,
+      packet.byteOffset + 1,
+      packet.length - packet[0] - 1,
+    );
+    this.inSeqno = (this.inSeqno + 1) >>> 0;
+    this._len = 0;
+    this._lenPos = 0;
+    this._packet = null;
+    this._pktLen = 0;
+    this._macPos = 0;
+    const ret = this._onPayload(payload);
+    if (ret !== undefined) return ret === false ? p : ret;
+  }
+}
+
+/** ssh2's ChaChaPolyCipherNative#encrypt, with one cipher per packet. */
+function encrypt(
+  this: CipherState,
+  fallback: (packet: Buffer) => unknown,
+  packet: Buffer,
+): unknown {
+  const mac = poly;
+  if (!mac) return fallback.call(this, packet);
+  if (this._dead) return;
+  const headerKey = this._pkHeaderKey ??= keyWords(this._encKeyPktLen);
+  const cipher = createCipheriv("chacha20", this._encKeyMain, ivFor(this.outSeqno));
+  let polyKey: Buffer;
+  let body: Buffer;
+  try {
+    polyKey = cipher.update(ZEROS_BLOCK);
+    body = cipher.update(packet.subarray(4));
+  } finally {
+    cipher.final();
+  }
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32BE((packet.readUInt32BE(0) ^ lengthMask(headerKey, this.outSeqno)) >>> 0, 0);
+  const tag = Buffer.allocUnsafe(16);
+  mac.auth(tag, head, body, body.length, polyKey);
+  this._onWrite(head);
+  this._onWrite(body);
+  this._onWrite(tag);
+  this.outSeqno = (this.outSeqno + 1) >>> 0;
+}
+
+/** Puts the one-cipher methods on ssh2's chacha20-poly1305 classes (their prototypes). */
+export function installChachaPoly(cipherProto: Cryptor, decipherProto: Cryptor): void {
+  const ownEncrypt = cipherProto.encrypt as (packet: Buffer) => unknown;
+  const ownDecrypt = decipherProto.decrypt as (d: Uint8Array, p: number, n: number) => unknown;
+  const ownFree = decipherProto.free as () => void;
+  decipherProto.free = function (this: DecipherState) {
+    if (this._pkInbound !== undefined) poly?.mod._free(this._pkInbound);
+    this._pkInbound = undefined;
+    return ownFree.call(this);
+  };
+  cipherProto.encrypt = function (this: CipherState, packet: Buffer) {
+    return encrypt.call(this, ownEncrypt, packet);
+  };
+  decipherProto.decrypt = function (this: DecipherState, d: Uint8Array, p: number, n: number) {
+    return decrypt.call(this, ownDecrypt, d, p, n);
+  };
+}
