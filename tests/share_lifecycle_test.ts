@@ -101,6 +101,22 @@ Deno.test("sharing lifecycle", opts, async (t) => {
       assert.match(r.stderr, /Sharing this connection at \/tmp\/putty-connshare\./);
     });
 
+    await t.step("a downstream reaches a live upstream while the lock is held", async () => {
+      const up = await startUpstream(s, "ours");
+      const lockFile = await Deno.open((await sharePaths(id)).lock, { read: true, write: true });
+      try {
+        await lockFile.lock(true);
+        const r = await runOurs("plink", ["-share", "-batch", ...target(s), "echo past the lock"], {
+          env,
+          timeoutMs: 20000,
+        });
+        assert.equal(r.stdout, "past the lock\n", r.stderr);
+      } finally {
+        lockFile.close();
+        await stopUpstream(up);
+      }
+    });
+
     await t.step("simultaneous starts elect exactly one upstream", async () => {
       const before = await s.authCount();
       const n = 6;

@@ -1,9 +1,15 @@
 /**
- * The sharing decision, made under the per-connection lock exactly as PuTTY's platform_ssh_share()
- * does: first try to connect to a live upstream (become a downstream), else listen on the socket
+ * The sharing decision, as PuTTY's platform_ssh_share() makes it under the per-connection lock:
+ * first try to connect to a live upstream (become a downstream), else listen on the socket
  * (become the upstream), else share nothing. Two tools started at the same instant serialise on
  * the lock, so exactly one of them ends up listening; a stale socket left by a killed upstream
  * refuses the connection and is replaced.
+ *
+ * A live upstream is tried once before taking the lock: a connection it accepts needs no
+ * decision, and many downstreams started at once then never queue on the lock behind one
+ * another (each holds it across a connect, and a busy machine may not run the holder for a
+ * while). An upstream that retires just then hangs up before greeting, and the caller decides
+ * again; anything else is decided under the lock as before.
  */
 
 import { type SharePaths, sharePaths, ShareSetupError } from "./socket_path.ts";
@@ -48,6 +54,12 @@ export async function decideSharing(
   } catch (e) {
     if (e instanceof ShareSetupError) return { role: "none", setupError: e.message };
     throw e;
+  }
+  if (canDownstream) {
+    try {
+      const conn = await Deno.connect({ transport: "unix", path: paths.socket });
+      return { role: "downstream", conn, paths };
+    } catch { /* no live upstream: decide under the lock */ }
   }
   try {
     return await withLock(paths.lock, async () => {
