@@ -21,14 +21,20 @@ mkdir -p "$dest" "$(dirname "$lib")"
 lib="$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")"
 # Fetch the npm dependencies (ssh2) into Deno's cache as the lock file pins them.
 "$deno_bin" install --quiet --frozen --entrypoint "$here/mod.ts"
-"$deno_bin" run -A --quiet "$here/scripts/bundle.ts" "$lib" >/dev/null
+# deno bundle fetches esbuild from the npm registry the first time; without it the wrappers run
+# the sources, which work the same but start slower.
+entry="$lib/mod.js"
+if ! "$deno_bin" run -A --quiet "$here/scripts/bundle.ts" "$lib" >/dev/null; then
+  echo "install.sh: could not build the bundle; the wrappers run $here/mod.ts instead" >&2
+  entry="$here/mod.ts"
+fi
 # The flags of scripts/deno_flags.ts (keep in step).
 flags="--v8-flags=--max-semi-space-size=1"
 for tool in plink pscp psftp putty; do
   cat > "$dest/$tool" <<WRAP
 #!/usr/bin/env bash
-exec -a $tool "$deno_bin" run -A --quiet $flags "$lib/mod.js" "\$@"
+exec -a $tool "$deno_bin" run -A --quiet $flags "$entry" "\$@"
 WRAP
   chmod 755 "$dest/$tool"
 done
-echo "installed plink, pscp, psftp, putty into $dest (running $lib)"
+echo "installed plink, pscp, psftp, putty into $dest (running $entry)"
