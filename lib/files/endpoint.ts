@@ -73,7 +73,8 @@ export interface DownloadSource {
   next(): Promise<RemoteEntry | undefined>;
   /**
    * Receives the file next() returned, handing its bytes in order to `write`, up to and including
-   * the remote end's verdict on it. Throws FileError if the remote end reports a problem with the
+   * the remote end's verdict on it. Each chunk is lent: valid until the promise `write` returns
+   * settles. Throws FileError if the remote end reports a problem with the
    * file (the caller then discards what it wrote), anything else when the copy can't go on.
    */
   receive(
