@@ -4,9 +4,15 @@
  * payloads in OpenSSH's unencrypted proxy framing.
  */
 
-import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
+import {
+  OutboxPort,
+  type PacketHandlers,
+  PacketInbox,
+  PacketOutbox,
+  type PacketPort,
+} from "../ssh/packet_port.ts";
 import { ConnectionClosedError } from "../ssh/channel.ts";
-import { concatBytes, readUint32, writeUint32 } from "../ssh/wire.ts";
+import { readUint32, writeUint32 } from "../ssh/wire.ts";
 import { MAX_MUX_FRAME } from "../share/limits.ts";
 import { MuxProtocolError } from "./protocol.ts";
 import { after } from "../util/timer.ts";
@@ -26,25 +32,32 @@ export interface MuxSocketOptions {
   onProtocolError?: (err: Error) => void;
 }
 
-export class MuxSocket implements PacketPort {
+export class MuxSocket extends OutboxPort implements PacketPort {
   private readonly inbox = new PacketInbox();
   private proxying = false;
   /** Mux messages received and not yet read, and readers waiting for one. */
   private messages: Uint8Array[] = [];
   private readers: { resolve(b: Uint8Array): void; reject(e: Error): void }[] = [];
-  private writeQueue: Uint8Array[] = [];
-  private writing = false;
+  protected readonly outbox: PacketOutbox;
   private closed = false;
   private closeAfterFlush?: Error;
   private error?: Error;
-  backlog = 0;
-  onDrain?: () => void;
 
   constructor(
     private readonly conn: Deno.Conn,
     private readonly peerName: string,
     private readonly opts: MuxSocketOptions = {},
   ) {
+    super();
+    this.outbox = new PacketOutbox(conn, (writeError) => {
+      if (writeError !== undefined) {
+        const err = new ConnectionClosedError(
+          `${this.peerName}: write failed: ${osErrorText(writeError)}`,
+        );
+        this.finish(err, err);
+      }
+      if (this.closeAfterFlush) this.finish(this.closeAfterFlush);
+    });
     this.pump();
   }
 
@@ -99,7 +112,7 @@ export class MuxSocket implements PacketPort {
    */
   close(err?: Error): void {
     if (this.closed) return;
-    if (this.writing) {
+    if (this.outbox.busy) {
       const reason = err ?? new ConnectionClosedError(`${this.peerName} closed`);
       this.closeAfterFlush = reason;
       after(CLOSE_FLUSH_MS, () => this.finish(reason));
@@ -111,6 +124,7 @@ export class MuxSocket implements PacketPort {
   private finish(reason: Error, reported?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.outbox.stop();
     this.error = reason;
     try {
       this.conn.close();
@@ -121,30 +135,7 @@ export class MuxSocket implements PacketPort {
 
   private enqueue(bytes: Uint8Array): void {
     if (this.closed || this.closeAfterFlush) return;
-    this.writeQueue.push(bytes);
-    this.backlog += bytes.length;
-    if (!this.writing) this.drain();
-  }
-
-  private async drain(): Promise<void> {
-    this.writing = true;
-    try {
-      while (this.writeQueue.length && !this.closed) {
-        const q = this.writeQueue;
-        this.writeQueue = [];
-        const buf = q.length === 1 ? q[0] : concatBytes(q);
-        let off = 0;
-        while (off < buf.length) off += await this.conn.write(buf.subarray(off));
-        this.backlog -= buf.length;
-        this.onDrain?.();
-      }
-    } catch (e) {
-      const err = new ConnectionClosedError(`${this.peerName}: write failed: ${osErrorText(e)}`);
-      this.finish(err, err);
-    } finally {
-      this.writing = false;
-      if (this.closeAfterFlush) this.finish(this.closeAfterFlush);
-    }
+    this.outbox.push(bytes);
   }
 
   private deliverPacket(body: Uint8Array): void {

@@ -4,11 +4,16 @@
  * as uint32 length + payload, at most 0x4010 bytes including the length field.
  */
 
-import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet_port.ts";
+import {
+  OutboxPort,
+  type PacketHandlers,
+  PacketInbox,
+  PacketOutbox,
+  type PacketPort,
+} from "../ssh/packet_port.ts";
 import { ConnectionClosedError } from "../ssh/channel.ts";
 import { after } from "../util/timer.ts";
 import {
-  concatBytes,
   DISCONNECT_PROTOCOL_ERROR,
   message,
   MSG,
@@ -39,13 +44,12 @@ export interface Greeting {
   line: string;
 }
 
-export class SocketPort implements PacketPort {
+export class SocketPort extends OutboxPort implements PacketPort {
   private readonly inbox = new PacketInbox();
-  private writeQueue: Uint8Array[] = [];
-  private writing = false;
+  protected readonly outbox: PacketOutbox;
   private closed = false;
   private closing = false;
-  /** Set by close() while a write is under way: drain() closes with it when done. */
+  /** Set by close() while a write is under way: the outbox closes with it when done. */
   private closeReason?: Error;
   private cancelCloseTimer?: () => void;
   private greetingResolve!: (g: Greeting) => void;
@@ -53,10 +57,17 @@ export class SocketPort implements PacketPort {
   private gotGreeting = false;
   /** The peer's version line; rejects if the peer leaves or misbehaves before sending it. */
   readonly greeting: Promise<Greeting>;
-  backlog = 0;
-  onDrain?: () => void;
 
   constructor(private readonly conn: Deno.Conn, private readonly peerName: string) {
+    super();
+    this.outbox = new PacketOutbox(conn, (writeError) => {
+      if (writeError !== undefined) {
+        this.fail(
+          new ConnectionClosedError(`${this.peerName}: write failed: ${errorText(writeError)}`),
+        );
+      }
+      if (this.closeReason) this.fail(this.closeReason);
+    });
     this.greeting = new Promise((res, rej) => {
       this.greetingResolve = res;
       this.greetingReject = rej;
@@ -80,29 +91,7 @@ export class SocketPort implements PacketPort {
 
   private enqueue(bytes: Uint8Array): void {
     if (this.closed || this.closing) return;
-    this.writeQueue.push(bytes);
-    this.backlog += bytes.length;
-    if (!this.writing) this.drain();
-  }
-
-  private async drain(): Promise<void> {
-    this.writing = true;
-    try {
-      while (this.writeQueue.length && !this.closed) {
-        const q = this.writeQueue;
-        this.writeQueue = [];
-        const buf = q.length === 1 ? q[0] : concatBytes(q);
-        let off = 0;
-        while (off < buf.length) off += await this.conn.write(buf.subarray(off));
-        this.backlog -= buf.length;
-        this.onDrain?.();
-      }
-    } catch (e) {
-      this.fail(new ConnectionClosedError(`${this.peerName}: write failed: ${errorText(e)}`));
-    } finally {
-      this.writing = false;
-      if (this.closeReason) this.fail(this.closeReason);
-    }
+    this.outbox.push(bytes);
   }
 
   start(handlers: PacketHandlers): void {
@@ -119,7 +108,7 @@ export class SocketPort implements PacketPort {
     const reason = err ?? new ConnectionClosedError(`${this.peerName} closed`);
     this.inbox.close(err);
     this.greetingReject(reason);
-    if (!this.writing) return this.fail(reason);
+    if (!this.outbox.busy) return this.fail(reason);
     this.closeReason = reason;
     this.cancelCloseTimer = after(CLOSE_FLUSH_MS, () => this.fail(reason));
   }
@@ -127,6 +116,7 @@ export class SocketPort implements PacketPort {
   private fail(err: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.outbox.stop();
     this.cancelCloseTimer?.();
     try {
       this.conn.close();

@@ -5,6 +5,8 @@
  * upstream or connects directly.
  */
 
+import { concatBytes } from "./wire.ts";
+
 export interface PacketHandlers {
   /** One inbound payload. The buffer belongs to the receiver from here on. */
   packet(payload: Uint8Array): void;
@@ -116,5 +118,81 @@ class MemoryPort implements PacketPort {
     this.inbox.close(err);
     // The peer learns of the close after anything already sent.
     queueMicrotask(() => this.peer.inbox.close(err));
+  }
+}
+
+/**
+ * Sender-side queue shared by the socket ports: frames go out in order, and what queued up while
+ * a write was under way goes out joined, as one write.
+ */
+export class PacketOutbox {
+  private queue: Uint8Array[] = [];
+  private writing = false;
+  private stopped = false;
+  /** Bytes queued and not yet handed to the operating system. */
+  backlog = 0;
+  /** Called after each write that brought the backlog down. */
+  onDrain?: () => void;
+
+  /** `idle` runs each time the queue has been written out, with the error if a write failed. */
+  constructor(
+    private readonly conn: Deno.Conn,
+    private readonly idle: (writeError?: unknown) => void,
+  ) {}
+
+  /** Whether a write is under way. */
+  get busy(): boolean {
+    return this.writing;
+  }
+
+  push(frame: Uint8Array): void {
+    if (this.stopped) return;
+    this.queue.push(frame);
+    this.backlog += frame.length;
+    if (!this.writing) this.drain();
+  }
+
+  /** Writes nothing more (the socket is being closed). */
+  stop(): void {
+    this.stopped = true;
+    this.queue = [];
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    let writeError: unknown;
+    try {
+      while (this.queue.length && !this.stopped) {
+        const frames = this.queue;
+        this.queue = [];
+        const buf = frames.length === 1 ? frames[0] : concatBytes(frames);
+        let off = 0;
+        while (off < buf.length) off += await this.conn.write(buf.subarray(off));
+        this.backlog -= buf.length;
+        this.onDrain?.();
+      }
+    } catch (e) {
+      writeError = e;
+    } finally {
+      this.writing = false;
+    }
+    this.idle(writeError);
+  }
+}
+
+/** A socket port whose frames go out through a PacketOutbox: its backlog and onDrain are the outbox's. */
+export abstract class OutboxPort {
+  protected abstract readonly outbox: PacketOutbox;
+
+  get backlog(): number {
+    return this.outbox.backlog;
+  }
+
+  get onDrain(): (() => void) | undefined {
+    return this.outbox.onDrain;
+  }
+
+  set onDrain(f: (() => void) | undefined) {
+    this.outbox.onDrain = f;
   }
 }
