@@ -11,7 +11,14 @@
 
 import { ChannelOpenError } from "../ssh/connection.ts";
 import { delay } from "../util/timer.ts";
-import { type ForwardEnv, openFailureLogText, peerText, runForwarded, writeAll } from "./bridge.ts";
+import {
+  FORWARD_WINDOW,
+  type ForwardEnv,
+  openFailureLogText,
+  peerText,
+  runForwarded,
+  writeAll,
+} from "./bridge.ts";
 import { socksFailure, SocksParser, socksSuccess } from "./socks.ts";
 import { osErrorText } from "../util/error_text.ts";
 
@@ -108,7 +115,7 @@ async function forwardLocal(
   try {
     // PuTTY makes up the originator ("0.0.0.0", 0) rather than tell the server about the
     // local network.
-    ch = await env.conn.openDirectTcpip(dest.host, dest.port, "0.0.0.0", 0);
+    ch = await env.conn.openDirectTcpip(dest.host, dest.port, "0.0.0.0", 0, FORWARD_WINDOW);
   } catch (e) {
     env.log(`Forwarded connection refused by remote: ${openFailureLogText(e)}`);
     sock.close();
@@ -141,7 +148,7 @@ async function forwardSocks(env: ForwardEnv, sock: Deno.TcpConn): Promise<void> 
     env.log(`Opening connection to ${host}:${port} for forwarding from ${from}`);
     let ch;
     try {
-      ch = await env.conn.openDirectTcpip(host, port, "0.0.0.0", 0);
+      ch = await env.conn.openDirectTcpip(host, port, "0.0.0.0", 0, FORWARD_WINDOW);
     } catch (e) {
       env.log(`Forwarded connection refused by remote: ${openFailureLogText(e)}`);
       const [reason, description] = e instanceof ChannelOpenError

@@ -64,6 +64,16 @@ export interface ChunkSource extends AsyncIterable<Uint8Array> {
    * stream into messages itself, which a join would only copy. Null and rejection as read().
    */
   readAll(): Promise<Uint8Array[] | null>;
+  /**
+   * The data that has come, as one view (null once the stream has ended), left in place until
+   * release() says how much of it was used. Unlike read(), the window is credited only then,
+   * so it bounds what waits on its way out too, and the data is copied into one buffer the
+   * channel keeps (the size of its window) rather than held in the connection's packets.
+   * Once peek() has been used, read() and readAll() are not.
+   */
+  peek(): Promise<Uint8Array | null>;
+  /** `n` bytes of what peek() showed are done with: drops them and credits the window. */
+  release(n: number): void;
   /** Drops what is queued and all that comes later (the window stays open): unwanted data. */
   discard(): void;
   /** The same data as a ReadableStream, made on first use. */
@@ -82,7 +92,13 @@ class InboundData implements ChunkSource {
   private discarding = false;
   private asStream?: ReadableStream<Uint8Array>;
 
-  constructor(private readonly credit: (n: number) => void) {}
+  /** peek()'s buffer, made on first use: data is copied in as it comes. */
+  private ring?: Uint8Array;
+  private ringHead = 0;
+  private ringUsed = 0;
+
+  /** `capacity`: the ring's size, the channel's window (what the peer may send unread). */
+  constructor(private readonly credit: (n: number) => void, private readonly capacity: number) {}
 
   /**
    * Chunks that have piled up come as one (up to COALESCE bytes): a reader slower than the
@@ -134,6 +150,54 @@ class InboundData implements ChunkSource {
     }
   }
 
+  async peek(): Promise<Uint8Array | null> {
+    const ring = this.ring ??= new Uint8Array(Math.max(this.capacity, 1));
+    for (;;) {
+      this.refill();
+      if (this.ringUsed) {
+        return ring.subarray(this.ringHead, Math.min(this.ringHead + this.ringUsed, ring.length));
+      }
+      if (this.failed) throw this.failed;
+      if (this.ended) return null;
+      await new Promise<void>((r) => this.wakers.push(r));
+    }
+  }
+
+  release(n: number): void {
+    const ring = this.ring;
+    if (!ring || n <= 0 || n > this.ringUsed) return;
+    this.ringHead = (this.ringHead + n) % ring.length;
+    this.ringUsed -= n;
+    this.credit(n);
+  }
+
+  /** Copies queued chunks into the ring while there is room (a peer may overrun its window). */
+  private refill(): void {
+    let k = 0;
+    while (k < this.queue.length) {
+      const c = this.queue[k];
+      const n = this.copyIn(c);
+      if (n < c.length) {
+        this.queue[k] = c.subarray(n);
+        break;
+      }
+      k++;
+    }
+    if (k) this.queue.splice(0, k);
+  }
+
+  /** Copies as much of `data` into the ring as there is room for; the count. */
+  private copyIn(data: Uint8Array): number {
+    const ring = this.ring!;
+    const n = Math.min(data.length, ring.length - this.ringUsed);
+    const tail = (this.ringHead + this.ringUsed) % ring.length;
+    const first = Math.min(n, ring.length - tail);
+    ring.set(data.subarray(0, first), tail);
+    if (first < n) ring.set(data.subarray(first, n), 0);
+    this.ringUsed += n;
+    return n;
+  }
+
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
     let finished = false;
     try {
@@ -147,9 +211,10 @@ class InboundData implements ChunkSource {
 
   discard(): void {
     this.discarding = true;
-    let n = 0;
+    let n = this.ringUsed;
     for (const c of this.queue) n += c.length;
     this.queue = [];
+    this.ringUsed = 0;
     if (n) this.credit(n);
   }
 
@@ -171,7 +236,12 @@ class InboundData implements ChunkSource {
   push(data: Uint8Array): void {
     if (this.ended || this.failed) return;
     if (this.discarding) return this.credit(data.length);
-    this.queue.push(data);
+    if (this.ring && this.queue.length === 0) {
+      const n = this.copyIn(data);
+      if (n < data.length) this.queue.push(data.subarray(n));
+    } else {
+      this.queue.push(data);
+    }
     this.poke();
   }
 
@@ -195,6 +265,8 @@ export class Channel {
   private remoteWindow = 0;
   private remoteMaxPacket = 0;
   private localWindow: number;
+  /** The window we offered, and keep topping up to. */
+  private readonly window: number;
   private pendingCredit = 0;
   private windowWaiters: (() => void)[] = [];
   private replies: { resolve(ok: boolean): void; reject(e: Error): void }[] = [];
@@ -213,12 +285,17 @@ export class Channel {
   /** Called when the peer sends EOF. */
   onEof?: () => void;
 
-  constructor(private readonly conn: ChannelHost, readonly id: number, readonly type: string) {
-    this.localWindow = conn.limits.window;
+  constructor(
+    private readonly conn: ChannelHost,
+    readonly id: number,
+    readonly type: string,
+    window = conn.limits.window,
+  ) {
+    this.window = this.localWindow = window;
     this.closed = new Promise((r) => (this.closeResolve = r));
     const credit = (n: number) => this.credit(n);
-    this.out = new InboundData(credit);
-    this.err = new InboundData(credit);
+    this.out = new InboundData(credit, window);
+    this.err = new InboundData(credit, window);
   }
 
   /** Channel data (the remote command's stdout). */
@@ -245,6 +322,11 @@ export class Channel {
     return this.gotClose || this.error !== undefined;
   }
 
+  /** The window offered to the peer for this channel. */
+  get offeredWindow(): number {
+    return this.window;
+  }
+
   /** @internal */
   opened(remoteId: number, window: number, maxPacket: number): void {
     this.remoteId = remoteId;
@@ -255,7 +337,7 @@ export class Channel {
   private credit(n: number): void {
     if (this.gotClose || this.error || this.sentClose) return;
     this.pendingCredit += n;
-    const full = this.conn.limits.window;
+    const full = this.window;
     if (this.pendingCredit >= full / 2 || this.localWindow < full / 2) {
       const amount = this.pendingCredit;
       this.pendingCredit = 0;

@@ -60,7 +60,8 @@ export interface IncomingChannel {
   type: string;
   /** Reader positioned at the type-specific data after the common fields. */
   extra: SshReader;
-  accept(): Channel;
+  /** Accepts, offering `window` (the connection's usual if not given). */
+  accept(window?: number): Channel;
   reject(reason: number, description: string): void;
 }
 
@@ -128,15 +129,18 @@ export class SshConnection {
     }
   }
 
-  /** Opens a channel of `type`; `extra` is the type-specific data after the common fields. */
-  openChannel(type: string, extra?: Uint8Array): Promise<Channel> {
+  /**
+   * Opens a channel of `type`; `extra` is the type-specific data after the common fields.
+   * `window`: what we offer the peer, if not the connection's usual.
+   */
+  openChannel(type: string, extra?: Uint8Array, window?: number): Promise<Channel> {
     if (this.error) return Promise.reject(this.error);
     const id = this.allocId();
-    const channel = new Channel(this, id, type);
+    const channel = new Channel(this, id, type, window);
     return new Promise<Channel>((resolve, reject) => {
       this.pendingOpens.set(id, { channel, pending: { resolve, reject } });
       this.send(message(MSG.CHANNEL_OPEN, (w) => {
-        w.string(type).uint32(id).uint32(this.limits.window).uint32(this.limits.maxPacket);
+        w.string(type).uint32(id).uint32(channel.offeredWindow).uint32(this.limits.maxPacket);
         if (extra) w.raw(extra);
       }));
     });
@@ -152,9 +156,10 @@ export class SshConnection {
     port: number,
     originHost = "127.0.0.1",
     originPort = 0,
+    window?: number,
   ): Promise<Channel> {
     const w = new SshWriter().string(host).uint32(port).string(originHost).uint32(originPort);
-    return this.openChannel("direct-tcpip", w.done());
+    return this.openChannel("direct-tcpip", w.done(), window);
   }
 
   /** Sends a global request; with wantReply the promise tells whether the server agreed. */
@@ -325,15 +330,15 @@ export class SshConnection {
       type,
       extra: r,
       reject,
-      accept: () => {
+      accept: (ourWindow?: number) => {
         if (answered) throw new Error("channel open already answered");
         answered = true;
         const id = this.allocId();
-        const ch = new Channel(this, id, type);
+        const ch = new Channel(this, id, type, ourWindow);
         ch.opened(senderId, window, maxPacket);
         this.channels.set(id, ch);
         this.send(message(MSG.CHANNEL_OPEN_CONFIRMATION, (w) => {
-          w.uint32(senderId).uint32(id).uint32(this.limits.window).uint32(this.limits.maxPacket);
+          w.uint32(senderId).uint32(id).uint32(ch.offeredWindow).uint32(this.limits.maxPacket);
         }));
         return ch;
       },
