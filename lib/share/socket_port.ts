@@ -81,12 +81,17 @@ export class SocketPort extends OutboxPort implements PacketPort {
     this.enqueue(utf8(`${GREETING_PREFIX}${software}\r\n`));
   }
 
+  /**
+   * The length goes out as a frame of its own: the outbox joins it and the payload (and whatever
+   * else is queued) into one write, so each payload is copied once, not framed and then joined.
+   * The payload is the port's from here on (PacketPort's contract), so it is not copied now.
+   */
   send(payload: Uint8Array): void {
-    if (this.closed) return;
-    const framed = new Uint8Array(payload.length + 4);
-    writeUint32(framed, 0, payload.length);
-    framed.set(payload, 4);
-    this.enqueue(framed);
+    if (this.closed || this.closing) return;
+    const length = new Uint8Array(4);
+    writeUint32(length, 0, payload.length);
+    this.enqueue(length);
+    this.enqueue(payload);
   }
 
   private enqueue(bytes: Uint8Array): void {

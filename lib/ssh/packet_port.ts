@@ -15,7 +15,10 @@ export interface PacketHandlers {
 }
 
 export interface PacketPort {
-  /** Queues one payload for sending; payloads arrive in order. Ignored once closed. */
+  /**
+   * Queues one payload for sending; payloads arrive in order. Ignored once closed. The buffer is
+   * the port's from then on: the caller must not change it.
+   */
   send(payload: Uint8Array): void;
   /** Attaches the receiver. Payloads that arrived before are delivered first. */
   start(handlers: PacketHandlers): void;
