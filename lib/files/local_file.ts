@@ -32,8 +32,11 @@ export async function listDir(path: string): Promise<string[]> {
   return names;
 }
 
-/** Bytes read from a local file per chunk. */
-const READ_CHUNK = 128 * 1024;
+/**
+ * Bytes read from a local file per chunk: each read is an op with a fixed cost (reading 200 MiB
+ * here took 116-171 ms in 128 KiB reads, 82 ms in 512 KiB ones).
+ */
+const READ_CHUNK = 512 * 1024;
 
 /** Thrown by readChunks() when the file can't be read, or ends before its announced size. */
 export class LocalReadError extends Error {}
