@@ -80,6 +80,9 @@ export interface ChunkSource extends AsyncIterable<Uint8Array> {
   readonly stream: ReadableStream<Uint8Array>;
 }
 
+/** peek()'s buffer's first size. */
+const RING_START = 32 * 1024;
+
 /** Most bytes one read() joins together. */
 const COALESCE = 256 * 1024;
 
@@ -92,7 +95,11 @@ class InboundData implements ChunkSource {
   private discarding = false;
   private asStream?: ReadableStream<Uint8Array>;
 
-  /** peek()'s buffer, made on first use: data is copied in as it comes. */
+  /**
+   * peek()'s buffer, made on first use: data is copied in as it comes. It starts small and
+   * doubles while data does not fit, up to `capacity`: a connection that carries little keeps
+   * a little buffer.
+   */
   private ring?: Uint8Array;
   private ringHead = 0;
   private ringUsed = 0;
@@ -151,9 +158,10 @@ class InboundData implements ChunkSource {
   }
 
   async peek(): Promise<Uint8Array | null> {
-    const ring = this.ring ??= new Uint8Array(Math.max(this.capacity, 1));
+    this.ring ??= new Uint8Array(Math.min(RING_START, Math.max(this.capacity, 1)));
     for (;;) {
       this.refill();
+      const ring = this.ring;
       if (this.ringUsed) {
         return ring.subarray(this.ringHead, Math.min(this.ringHead + this.ringUsed, ring.length));
       }
@@ -186,9 +194,25 @@ class InboundData implements ChunkSource {
     if (k) this.queue.splice(0, k);
   }
 
+  /** A larger ring (doubled until it holds `need`, at most `capacity`), the data moved in. */
+  private grow(need: number): Uint8Array {
+    const old = this.ring!;
+    let size = old.length;
+    while (size < need && size < this.capacity) size *= 2;
+    const ring = new Uint8Array(Math.min(size, this.capacity));
+    const first = Math.min(this.ringUsed, old.length - this.ringHead);
+    ring.set(old.subarray(this.ringHead, this.ringHead + first));
+    ring.set(old.subarray(0, this.ringUsed - first), first);
+    this.ringHead = 0;
+    return this.ring = ring;
+  }
+
   /** Copies as much of `data` into the ring as there is room for; the count. */
   private copyIn(data: Uint8Array): number {
-    const ring = this.ring!;
+    let ring = this.ring!;
+    if (ring.length - this.ringUsed < data.length && ring.length < this.capacity) {
+      ring = this.grow(this.ringUsed + data.length);
+    }
     const n = Math.min(data.length, ring.length - this.ringUsed);
     const tail = (this.ringHead + this.ringUsed) % ring.length;
     const first = Math.min(n, ring.length - tail);
