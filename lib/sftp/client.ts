@@ -208,23 +208,28 @@ export class SftpClient {
     type: number,
     fill: (w: SshWriter) => void,
     init = false,
+    size?: number,
   ): Promise<[SshReader, number]> {
     return new Promise<[SshReader, number]>((resolve, reject) => {
-      this.sendRequest(type, fill, { resolve: (r, t) => resolve([r, t]), reject }, init);
+      this.sendRequest(type, fill, { resolve: (r, t) => resolve([r, t]), reject }, init, size);
     });
   }
 
-  /** Sends a request whose reply goes to `waiter`. */
+  /**
+   * Sends a request whose reply goes to `waiter`. `size`: what the packet will take, when more
+   * than a small request's (a WRITE's data): the writer would otherwise double its way there.
+   */
   private sendRequest(
     type: number,
     fill: (w: SshWriter) => void,
     waiter: Pending,
     init = false,
+    size = 64,
   ): void {
     if (this.failure) return waiter.reject(this.failure);
     const id = init ? 0 : this.nextId;
     if (!init) this.nextId = (this.nextId + 1) >>> 0 || 1;
-    const w = new SshWriter(64);
+    const w = new SshWriter(size);
     w.uint32(0).byte(type);
     if (!init) w.uint32(id);
     fill(w);
@@ -235,8 +240,12 @@ export class SftpClient {
   }
 
   /** A request whose success reply is a STATUS OK. */
-  private async statusRequest(type: number, fill: (w: SshWriter) => void): Promise<void> {
-    const [r, t] = await this.requestTyped(type, fill);
+  private async statusRequest(
+    type: number,
+    fill: (w: SshWriter) => void,
+    size?: number,
+  ): Promise<void> {
+    const [r, t] = await this.requestTyped(type, fill, false, size);
     expectStatus(r, t);
   }
 
@@ -394,7 +403,12 @@ export class SftpClient {
 
   /** @internal */
   write(handle: Uint8Array, offset: number, data: Uint8Array): Promise<void> {
-    return this.statusRequest(FXP.WRITE, (w) => w.string(handle).uint64(offset).string(data));
+    return this.statusRequest(
+      FXP.WRITE,
+      (w) => w.string(handle).uint64(offset).string(data),
+      // length, type, id, handle string, offset, data string
+      4 + 1 + 4 + 4 + handle.length + 8 + 4 + data.length,
+    );
   }
 
   /** @internal */
