@@ -7,5 +7,12 @@
  * two per SSH packet; with V8's default young generation those pile up to tens of MiB before a
  * scavenge. Measured on 200 MB pscp transfers: peak RSS 160-175 -> 120-150 MiB, no slower (a
  * little faster), and no slower to start.
+ *
+ * --no-concurrent-array-buffer-sweeping: the memory behind dead ArrayBuffers (each SSH packet
+ * makes several) is freed when the collector finds them, not later by a background thread, so a
+ * long download stops growing. Paired pscp downloads (two runs each way): peak RSS 97 MiB for
+ * 100 MiB and 131-133 MiB for 1 GiB without it, 108 and 112-113 MiB with it; same speed.
  */
-export const DENO_RUN_FLAGS = ["--v8-flags=--max-semi-space-size=1"];
+export const DENO_RUN_FLAGS = [
+  "--v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping",
+];
