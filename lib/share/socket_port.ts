@@ -87,16 +87,14 @@ export class SocketPort extends OutboxPort implements PacketPort {
    * The payload is the port's from here on (PacketPort's contract), so it is not copied now.
    */
   send(payload: Uint8Array): void {
-    if (this.closed || this.closing) return;
     const length = new Uint8Array(4);
     writeUint32(length, 0, payload.length);
-    this.enqueue(length);
-    this.enqueue(payload);
+    this.enqueue(length, payload);
   }
 
-  private enqueue(bytes: Uint8Array): void {
+  private enqueue(...frames: Uint8Array[]): void {
     if (this.closed || this.closing) return;
-    this.outbox.push(bytes);
+    this.outbox.push(...frames);
   }
 
   start(handlers: PacketHandlers): void {

@@ -148,10 +148,13 @@ export class PacketOutbox {
     return this.writing;
   }
 
-  push(frame: Uint8Array): void {
+  /** Queues `frames`, which go out together: a write starting now takes all of them. */
+  push(...frames: Uint8Array[]): void {
     if (this.stopped) return;
-    this.queue.push(frame);
-    this.backlog += frame.length;
+    for (const frame of frames) {
+      this.queue.push(frame);
+      this.backlog += frame.length;
+    }
     if (!this.writing) this.drain();
   }
 
