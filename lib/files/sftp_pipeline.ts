@@ -31,7 +31,9 @@ const MAX_AHEAD = 1024 * 1024;
 /**
  * Size of the buffer a download's data is gathered in for its sink: one buffer for the whole
  * transfer, so each byte is copied once (from the packets it came in) and nothing large is
- * allocated per block, which would pile up in the old generation until a full collection.
+ * allocated per block. A reply is copied in as soon as it is next in line and the sink is not
+ * writing the buffer: its packets' buffers then die young, where data left waiting outlived
+ * V8's young-generation collections and piled up in the old generation until a full one.
  */
 const COALESCE = 512 * 1024;
 
@@ -73,9 +75,14 @@ export function download(
   let allowance = Math.min(maxAhead, 2 * block);
   /** Ranges to (re-)request before new ones: the tails of short reads. */
   const retries: [number, number][] = [];
-  /** Data that came in, by offset, as the pieces it arrived in, with their total length. */
+  /** Data that came in, by offset, not yet gathered: the pieces it arrived in, their length. */
   const arrived = new Map<number, { pieces: Uint8Array[]; length: number }>();
-  let gather: Uint8Array | undefined;
+  /** Next offset not yet gathered: nextDeliver plus what the sink and `gathering` hold. */
+  let gathered = start;
+  let gathering: Uint8Array | undefined;
+  let filled = 0;
+  /** Whether the sink has the buffer (lent until its write settles). */
+  let lent = false;
   let sinking = false;
   let settled = false;
 
@@ -105,32 +112,53 @@ export function download(
         }
         issue(off, len);
       }
-      if (!sinking && arrived.has(nextDeliver)) deliver();
+      gather();
+      if (!sinking && (filled > 0 || arrived.has(gathered))) deliver();
       if (finished() && !settled) {
         settled = true;
         resolve(nextDeliver - start);
       }
     };
 
+    /**
+     * Replies come in bursts (all the packets one socket read held): the pump runs once after
+     * them, so they reach the sink in one write, not one each.
+     */
+    let pumpQueued = false;
+    const pumpSoon = () => {
+      if (pumpQueued) return;
+      pumpQueued = true;
+      queueMicrotask(() => {
+        pumpQueued = false;
+        pump();
+      });
+    };
+
     const issue = (off: number, len: number) => {
       inFlight++;
-      handle.readPieces(off, len).then((pieces) => {
+      // Callbacks, not a promise (see readPiecesThen); the reply is gathered at once if it can be.
+      handle.readPiecesThen(off, len, (pieces) => {
         inFlight--;
-        let got = 0;
-        for (const p of pieces ?? []) got += p.length;
-        if (got === 0) {
-          // EOF here: nothing at or after `off` exists.
-          if (off < eofAt) eofAt = off;
-        } else {
-          arrived.set(off, { pieces: pieces!, length: got });
-          if (got < len) {
-            if (off + got < eofAt) retries.push([off + got, len - got]);
+        try {
+          let got = 0;
+          for (const p of pieces ?? []) got += p.length;
+          if (got === 0) {
+            // EOF here: nothing at or after `off` exists.
+            if (off < eofAt) eofAt = off;
           } else {
-            // Slow start: a full block back earns room for one more in flight.
-            allowance = Math.min(maxAhead, allowance + block);
+            arrived.set(off, { pieces: pieces!, length: got });
+            if (got < len) {
+              if (off + got < eofAt) retries.push([off + got, len - got]);
+            } else {
+              // Slow start: a full block back earns room for one more in flight.
+              allowance = Math.min(maxAhead, allowance + block);
+            }
           }
+          gather();
+          pumpSoon();
+        } catch (e) {
+          failWith(e);
         }
-        pump();
       }, (e) => {
         inFlight--;
         failWith(e);
@@ -138,28 +166,41 @@ export function download(
     };
 
     /**
-     * The next contiguous run of arrived data, gathered in the one COALESCE buffer as far as it
-     * fits (a longer reply than that alone comes as it is): a sink that writes a file pays per
-     * call (an async write each), not per byte.
+     * Copies the data that follows what is gathered into the buffer, as far as it fits, unless
+     * the sink has it. A reply longer than the whole buffer stays in `arrived`, for takeRun to
+     * hand over as it is.
+     */
+    const gather = () => {
+      if (lent) return;
+      for (let c = arrived.get(gathered); c; c = arrived.get(gathered)) {
+        if (filled + c.length > COALESCE) return;
+        gathering ??= new Uint8Array(COALESCE);
+        for (const p of c.pieces) {
+          gathering.set(p, filled);
+          filled += p.length;
+        }
+        arrived.delete(gathered);
+        gathered += c.length;
+      }
+    };
+
+    /**
+     * The next run of data for the sink: what the buffer holds (the sink pays per call, an
+     * async write each, not per byte), else an over-long reply as it came.
      */
     const takeRun = (): Uint8Array | undefined => {
-      let at = nextDeliver;
-      let total = 0;
-      for (let c = arrived.get(at); c; c = arrived.get(at)) {
-        if (total + c.length > COALESCE) {
-          if (total > 0) break;
-          arrived.delete(at);
-          return c.pieces.length === 1 ? c.pieces[0] : concatBytes(c.pieces);
-        }
-        arrived.delete(at);
-        gather ??= new Uint8Array(COALESCE);
-        for (const p of c.pieces) {
-          gather.set(p, total);
-          total += p.length;
-        }
-        at += c.length;
+      gather();
+      if (filled > 0) {
+        const run = gathering!.subarray(0, filled);
+        lent = true;
+        filled = 0;
+        return run;
       }
-      return total > 0 ? gather!.subarray(0, total) : undefined;
+      const c = arrived.get(gathered);
+      if (!c) return undefined;
+      arrived.delete(gathered);
+      gathered += c.length;
+      return c.pieces.length === 1 ? c.pieces[0] : concatBytes(c.pieces);
     };
 
     const deliver = async () => {
@@ -169,6 +210,7 @@ export function download(
           const chunk = takeRun();
           if (!chunk) break;
           await sink(chunk);
+          lent = false;
           if (settled) return;
           nextDeliver += chunk.length;
           ahead -= chunk.length;

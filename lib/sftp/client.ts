@@ -378,26 +378,42 @@ export class SftpClient {
    */
   readPieces(handle: Uint8Array, offset: number, length: number): Promise<Uint8Array[] | null> {
     return new Promise((resolve, reject) => {
-      this.sendRequest(FXP.READ, (w) => w.string(handle).uint64(offset).uint32(length), {
-        data: resolve,
-        reject,
-        resolve: (r, t) => {
-          try {
-            if (t === FXP.DATA) {
-              const data = r.bytes();
-              return resolve(data.length ? [data] : []);
-            }
-            if (t !== FXP.STATUS) {
-              throw new SftpProtocolError(`unexpected SFTP packet type ${t} (expected DATA)`);
-            }
-            const code = r.uint32();
-            if (code !== FX.EOF) throw new SftpError(code, statusMessage(r));
-            resolve(null);
-          } catch (e) {
-            reject(e);
+      this.readPiecesThen(handle, offset, length, resolve, reject);
+    });
+  }
+
+  /**
+   * @internal readPieces() with callbacks: the data goes straight to `onData`, while the reply
+   * is being read. A promise keeps it as its result for as long as the promise lives; with one
+   * per READ, a 100 MiB download's dead packet buffers reached V8's old generation and its peak
+   * RSS was ~17 MiB higher.
+   */
+  readPiecesThen(
+    handle: Uint8Array,
+    offset: number,
+    length: number,
+    onData: (pieces: Uint8Array[] | null) => void,
+    onError: (e: Error) => void,
+  ): void {
+    this.sendRequest(FXP.READ, (w) => w.string(handle).uint64(offset).uint32(length), {
+      data: onData,
+      reject: onError,
+      resolve: (r, t) => {
+        try {
+          if (t === FXP.DATA) {
+            const data = r.bytes();
+            return onData(data.length ? [data] : []);
           }
-        },
-      });
+          if (t !== FXP.STATUS) {
+            throw new SftpProtocolError(`unexpected SFTP packet type ${t} (expected DATA)`);
+          }
+          const code = r.uint32();
+          if (code !== FX.EOF) throw new SftpError(code, statusMessage(r));
+          onData(null);
+        } catch (e) {
+          onError(e instanceof Error ? e : new Error(String(e)));
+        }
+      },
     });
   }
 
@@ -459,6 +475,16 @@ export class SftpHandle {
   /** read() without joining: the data as the pieces it arrived in ([] for an empty reply). */
   readPieces(offset: number, length: number): Promise<Uint8Array[] | null> {
     return this.client.readPieces(this.handle, offset, length);
+  }
+
+  /** readPieces() with callbacks (see SftpClient.readPiecesThen). */
+  readPiecesThen(
+    offset: number,
+    length: number,
+    onData: (pieces: Uint8Array[] | null) => void,
+    onError: (e: Error) => void,
+  ): void {
+    this.client.readPiecesThen(this.handle, offset, length, onData, onError);
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
