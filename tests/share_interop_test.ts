@@ -51,6 +51,42 @@ Deno.test("our upstream serves a real plink downstream; one authentication", opt
   }
 });
 
+Deno.test(
+  "bulk data from the server reaches our and PuTTY's downstreams whole, stdout and stderr",
+  opts,
+  async () => {
+    // The server sends the upstream packets larger than a sharing message holds; the upstream
+    // splits them for each downstream (which would drop the connection at a larger message).
+    const s = await startSshd();
+    const up = await startUpstream(s, "ours");
+    try {
+      const dir = await s.userDir("bulk");
+      const bytes = crypto.getRandomValues(new Uint8Array(48 * 1024));
+      const line = btoa(String.fromCharCode(...bytes)) + "\n";
+      const text = line.repeat(48);
+      await Deno.writeTextFile(`${dir}/bulk.txt`, text);
+      for (const run of [runOurs, runReal]) {
+        for (const redirect of ["", " >&2"]) {
+          const r = await run("plink", [
+            "-share",
+            "-batch",
+            ...target(s),
+            `cat ${dir}/bulk.txt${redirect}`,
+          ], { env: s.env });
+          const what = `${run === runOurs ? "ours" : "PuTTY's"}${redirect}`;
+          assert.deepEqual(r.code, 0, `${what}: ${r.stderr.slice(0, 200)}`);
+          const got = redirect ? r.stderr : r.stdout;
+          assert.ok(got === text, `${what}: ${got.length} of ${text.length} characters, or others`);
+        }
+      }
+      assert.deepEqual(await s.authCount(), 1);
+    } finally {
+      await stopUpstream(up);
+      await s.stop();
+    }
+  },
+);
+
 Deno.test("real plink upstream serves our downstream; one authentication", opts, async () => {
   const s = await startSshd();
   const up = await startUpstream(s, "real");

@@ -28,6 +28,13 @@ export const DIRECT_LIMITS: ConnectionLimits = {
 };
 
 /**
+ * The largest packet the server may send on a channel the upstream relays, whatever smaller
+ * size the downstream takes: the upstream splits it (its decryption costs per packet as well
+ * as per byte, so fewer, larger packets take less of the one process every downstream shares).
+ */
+export const SERVER_MAX_PACKET = 32768;
+
+/**
  * The window we give the server on an X11 channel before its owner is known: room for a set-up
  * message with an MIT cookie (48 bytes) and then some; a client sends nothing more until the
  * X server has answered.

@@ -28,6 +28,7 @@
 
 import type { PacketPort } from "../ssh/packet_port.ts";
 import {
+  concatBytes,
   DISCONNECT_PROTOCOL_ERROR,
   message,
   MSG,
@@ -42,6 +43,7 @@ import { GlobalRequests } from "./global_requests.ts";
 import { X11Handover } from "./x11_handover.ts";
 import { errorText } from "../util/error_text.ts";
 import { drained, initialGrant, topUp } from "./window_clamp.ts";
+import { SERVER_MAX_PACKET } from "./limits.ts";
 
 export type { Downstream, DownstreamInfo };
 
@@ -268,7 +270,7 @@ export class ConnectionMux {
     if (!ds.alive) return;
     writeUint32(p, 1, chan.downstreamId);
     if (type === MSG.CHANNEL_DATA || type === MSG.CHANNEL_EXTENDED_DATA) {
-      this.sendData(ds, type, p);
+      this.sendData(ds, type, p, chan.downstreamMaxData);
       topUp(chan, this.toServer);
     } else {
       ds.port.send(p);
@@ -276,17 +278,17 @@ export class ConnectionMux {
   }
 
   /** Passes data on, splitting it if the downstream cannot take it in one message. */
-  private sendData(ds: Downstream, type: number, p: Uint8Array): void {
+  private sendData(ds: Downstream, type: number, p: Uint8Array, most = ds.info.maxData): void {
     const header = type === MSG.CHANNEL_DATA ? 9 : 13;
-    if (p.length - header <= ds.info.maxData) return ds.port.send(p);
+    if (p.length - header <= most) return ds.port.send(p);
     const r = new SshReader(p, header - 4);
     const data = r.bytes();
-    for (let at = 0; at < data.length; at += ds.info.maxData) {
-      const piece = data.subarray(at, at + ds.info.maxData);
-      ds.port.send(message(type, (w) => {
-        w.raw(p.subarray(1, header - 4));
-        w.string(piece);
-      }));
+    for (let at = 0; at < data.length; at += most) {
+      const piece = data.subarray(at, at + most);
+      const head = p.slice(0, header);
+      writeUint32(head, header - 4, piece.length);
+      if (ds.port.sendParts) ds.port.sendParts([head, piece]);
+      else ds.port.send(concatBytes([head, piece]));
     }
   }
 
@@ -468,8 +470,8 @@ export class ConnectionMux {
 
   /**
    * Registers a channel the downstream opens (CHANNEL_OPEN) or accepts (OPEN_CONFIRMATION) and
-   * passes the message on with our id in place of the downstream's and the maximum packet size
-   * capped at what the downstream can receive.
+   * passes the message on with our id in place of the downstream's and our maximum packet size
+   * (SERVER_MAX_PACKET) in place of its: sendData splits what the downstream cannot take whole.
    */
   private relayOpen(
     ds: Downstream,
@@ -485,6 +487,7 @@ export class ConnectionMux {
       ds,
       downstreamId: f.downstreamId,
       upstreamId: this.allocId(),
+      downstreamMaxData: Math.max(1, Math.min(f.maxPacket, ds.info.maxData)),
       ...init,
     };
     this.byUpstream.set(chan.upstreamId, chan);
@@ -492,7 +495,7 @@ export class ConnectionMux {
     if (chan.session) ds.sessions++;
     if (chan.state !== "unacknowledged") ds.byServer.set(chan.serverId, chan);
     writeUint32(p, f.idPos, chan.upstreamId);
-    if (f.maxPacket > ds.info.maxData) writeUint32(p, f.maxPos, ds.info.maxData);
+    writeUint32(p, f.maxPos, SERVER_MAX_PACKET);
     this.server.send(p);
     return true;
   }

@@ -18,6 +18,8 @@ export interface MuxChannel {
   serverMaxPacket: number;
   /** Bytes the downstream has said it will still accept from the server. */
   downstreamWindow: number;
+  /** The most data one message to the downstream carries on this channel, if less than its own. */
+  downstreamMaxData?: number;
   /** Bytes the server may still send (at most CHANNEL_WINDOW_LIMIT: see window_clamp.ts). */
   granted: number;
   /** The downstream has sent EOF / asked for a pty on this channel. */

@@ -92,6 +92,14 @@ export class SocketPort extends OutboxPort implements PacketPort {
     this.enqueue(length, payload);
   }
 
+  sendParts(parts: Uint8Array[]): void {
+    const length = new Uint8Array(4);
+    let n = 0;
+    for (const part of parts) n += part.length;
+    writeUint32(length, 0, n);
+    this.enqueue(length, ...parts);
+  }
+
   private enqueue(...frames: Uint8Array[]): void {
     if (this.closed || this.closing) return;
     this.outbox.push(...frames);

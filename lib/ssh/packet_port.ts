@@ -20,6 +20,11 @@ export interface PacketPort {
    * the port's from then on: the caller must not change it.
    */
   send(payload: Uint8Array): void;
+  /**
+   * send() of the payload made of `parts` joined, where the port can join them as it writes
+   * (one copy, not two). The parts are the port's from then on, as send()'s payload.
+   */
+  sendParts?(parts: Uint8Array[]): void;
   /** Attaches the receiver. Payloads that arrived before are delivered first. */
   start(handlers: PacketHandlers): void;
   /** Closes the port; the peer sees `closed()`. */
