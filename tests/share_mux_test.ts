@@ -12,6 +12,7 @@ import { ConnectionMux, type DownstreamInfo } from "../lib/share/mux.ts";
 import { type PacketPort, portPair } from "../lib/ssh/packet_port.ts";
 import { message, MSG, OPEN_FAILURE, SshReader } from "../lib/ssh/wire.ts";
 import { makeGreeting, MIT_COOKIE } from "../lib/forward/x11_protocol.ts";
+import { SERVER_MAX_PACKET } from "../lib/share/limits.ts";
 
 /** One end of a port: what arrives is queued; `next()` takes the oldest. */
 class Peer {
@@ -93,7 +94,7 @@ async function openSession(
   return upstreamId;
 }
 
-Deno.test("channel ids are rewritten both ways; the maximum packet is capped at what the downstream takes", async () => {
+Deno.test("channel ids are rewritten both ways; data is split to what the downstream takes and joined for the server", async () => {
   const t = setUp();
   const ds = t.downstream({ maxData: 1000 });
   ds.send(MSG.CHANNEL_OPEN, (w) => w.string("session").uint32(5).uint32(4096).uint32(0x8000));
@@ -103,7 +104,8 @@ Deno.test("channel ids are rewritten both ways; the maximum packet is capped at 
   const upstreamId = open.uint32();
   assert.notEqual(upstreamId, 5);
   assert.equal(open.uint32(), 4096);
-  assert.equal(open.uint32(), 1000);
+  // The server may send larger packets than the downstream takes: the upstream splits them.
+  assert.equal(open.uint32(), SERVER_MAX_PACKET);
 
   t.server.send(MSG.CHANNEL_OPEN_CONFIRMATION, (w) => {
     w.uint32(upstreamId).uint32(77).uint32(8192).uint32(0x8000);
@@ -118,11 +120,28 @@ Deno.test("channel ids are rewritten both ways; the maximum packet is capped at 
   assert.equal(data.uint32(), 5);
   assert.equal(new TextDecoder().decode(data.bytes()), "hello");
 
+  const big = "0123456789".repeat(250);
+  t.server.send(MSG.CHANNEL_DATA, (w) => w.uint32(upstreamId).string(big));
+  let got = "";
+  for (const want of [1000, 1000, 500]) {
+    const piece = await ds.next();
+    assert.equal(piece.type, MSG.CHANNEL_DATA);
+    assert.equal(piece.uint32(), 5);
+    const text = new TextDecoder().decode(piece.bytes());
+    assert.equal(text.length, want);
+    got += text;
+  }
+  assert.equal(got, big);
+
+  // Data sent in one go reaches the server as one packet, up to the channel's largest.
   ds.send(MSG.CHANNEL_DATA, (w) => w.uint32(77).string("up"));
+  ds.send(MSG.CHANNEL_DATA, (w) => w.uint32(77).string("per"));
+  ds.send(MSG.CHANNEL_EOF, (w) => w.uint32(77));
   const up = await t.server.next();
   assert.equal(up.type, MSG.CHANNEL_DATA);
   assert.equal(up.uint32(), 77);
-  assert.equal(new TextDecoder().decode(up.bytes()), "up");
+  assert.equal(new TextDecoder().decode(up.bytes()), "upper");
+  assert.equal((await t.server.next()).type, MSG.CHANNEL_EOF);
   assert.equal(t.mux.channelCount, 1);
 });
 

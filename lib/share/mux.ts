@@ -44,6 +44,7 @@ import { X11Handover } from "./x11_handover.ts";
 import { errorText } from "../util/error_text.ts";
 import { drained, initialGrant, topUp } from "./window_clamp.ts";
 import { SERVER_MAX_PACKET } from "./limits.ts";
+import { DataJoiner } from "./data_joiner.ts";
 
 export type { Downstream, DownstreamInfo };
 
@@ -70,19 +71,22 @@ export class ConnectionMux {
   private serverGone?: Error;
   private readonly x11: X11Handover;
   private readonly log: (text: string) => void;
-  private readonly toServer = (p: Uint8Array) => this.server.send(p);
+  /** Every message to the server goes through here (see DataJoiner). */
+  private readonly joiner: DataJoiner;
+  private readonly toServer = (p: Uint8Array) => this.joiner.other(p);
 
   constructor(private readonly server: PacketPort, private readonly opts: MuxOptions = {}) {
+    this.joiner = new DataJoiner((p) => server.send(p));
     this.log = opts.log ?? (() => {});
     this.globals = new GlobalRequests({
-      send: (p) => this.server.send(p),
+      send: this.toServer,
       downstreams: () => this.downstreams,
       settled: (ds) => {
         if (!ds.alive) this.tryCleanup(ds);
       },
     });
     this.x11 = new X11Handover({
-      send: (p) => this.server.send(p),
+      send: this.toServer,
       allocId: () => this.allocId(),
       adopt: (chan) => {
         this.byUpstream.set(chan.upstreamId, chan);
@@ -167,7 +171,7 @@ export class ConnectionMux {
         case MSG.GLOBAL_REQUEST: {
           const r = new SshReader(p, 1);
           r.string();
-          if (r.bool()) this.server.send(message(MSG.REQUEST_FAILURE));
+          if (r.bool()) this.toServer(message(MSG.REQUEST_FAILURE));
           return;
         }
         case MSG.CHANNEL_OPEN:
@@ -197,7 +201,7 @@ export class ConnectionMux {
     const serverId = r.uint32();
     const half: HalfOpen = { serverWindow: r.uint32(), serverMaxPacket: r.uint32() };
     const refuse = (reason: number, text: string) =>
-      this.server.send(message(MSG.CHANNEL_OPEN_FAILURE, (w) => {
+      this.toServer(message(MSG.CHANNEL_OPEN_FAILURE, (w) => {
         w.uint32(serverId).uint32(reason).string(text).string("en");
       }));
     let target: Downstream | undefined;
@@ -240,7 +244,7 @@ export class ConnectionMux {
       ds.byServer.set(chan.serverId, chan);
       if (!ds.alive) {
         // The downstream left while the open was in flight: close it straight away.
-        this.server.send(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(chan.serverId)));
+        this.toServer(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(chan.serverId)));
         chan.state = "sent_close";
         return;
       }
@@ -391,7 +395,7 @@ export class ConnectionMux {
         }
         ds.halfOpen.delete(serverId);
         if (half.x11) return this.x11.close(half.x11);
-        this.server.send(p);
+        this.toServer(p);
         return;
       }
       case MSG.CHANNEL_WINDOW_ADJUST:
@@ -456,7 +460,8 @@ export class ConnectionMux {
           if (type === MSG.CHANNEL_EOF) chan.sentEof = true;
         }
         if (chan.state === "sent_close") return; // nothing may follow our CLOSE
-        this.server.send(p);
+        if (type === MSG.CHANNEL_DATA) return this.joiner.data(p, chan.serverMaxPacket);
+        this.toServer(p);
         if (type === MSG.CHANNEL_CLOSE) {
           if (chan.state === "rcvd_close") this.removeChannel(chan);
           else chan.state = "sent_close";
@@ -496,7 +501,7 @@ export class ConnectionMux {
     if (chan.state !== "unacknowledged") ds.byServer.set(chan.serverId, chan);
     writeUint32(p, f.idPos, chan.upstreamId);
     writeUint32(p, f.maxPos, SERVER_MAX_PACKET);
-    this.server.send(p);
+    this.toServer(p);
     return true;
   }
 
@@ -534,7 +539,7 @@ export class ConnectionMux {
         this.x11.close(half.x11);
         continue;
       }
-      this.server.send(message(MSG.CHANNEL_OPEN_FAILURE, (w) => {
+      this.toServer(message(MSG.CHANNEL_OPEN_FAILURE, (w) => {
         w.uint32(serverId).uint32(OPEN_FAILURE.CONNECT_FAILED)
           .string("PuTTY downstream no longer available").string("en");
       }));
@@ -542,10 +547,10 @@ export class ConnectionMux {
     ds.halfOpen.clear();
     for (const chan of [...ds.byDownstreamId.values()]) {
       if (chan.state === "open") {
-        this.server.send(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(chan.serverId)));
+        this.toServer(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(chan.serverId)));
         chan.state = "sent_close";
       } else if (chan.state === "rcvd_close") {
-        this.server.send(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(chan.serverId)));
+        this.toServer(message(MSG.CHANNEL_CLOSE, (w) => w.uint32(chan.serverId)));
         this.removeChannel(chan);
       }
     }

@@ -1,0 +1,68 @@
+/**
+ * Joins consecutive CHANNEL_DATA messages for one channel on their way to the server, up to the
+ * channel's largest packet. A downstream's data comes in sharing-socket messages of at most
+ * 16 KiB, and the upstream's encryption costs per packet as well as per byte. Anything else
+ * sent, and the end of the current burst (a microtask), sends what is held first, so the
+ * server sees every message in the order it was sent.
+ */
+
+import { MSG, readUint32, writeUint32 } from "../ssh/wire.ts";
+
+/** CHANNEL_DATA's type, recipient and data length. */
+const DATA_HEAD = 9;
+
+export class DataJoiner {
+  private held: Uint8Array[] = [];
+  private heldBytes = 0;
+  private heldFor = 0;
+  private heldLimit = 0;
+  private flushQueued = false;
+
+  constructor(private readonly send: (payload: Uint8Array) => void) {}
+
+  /** A CHANNEL_DATA message, already checked against `limit` (the channel's largest packet). */
+  data(p: Uint8Array, limit: number): void {
+    const recipient = readUint32(p, 1);
+    const n = p.length - DATA_HEAD;
+    if (this.held.length && (recipient !== this.heldFor || this.heldBytes + n > this.heldLimit)) {
+      this.flush();
+    }
+    if (n >= limit) return this.send(p);
+    this.held.push(p);
+    this.heldBytes += n;
+    this.heldFor = recipient;
+    this.heldLimit = limit;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => {
+        this.flushQueued = false;
+        this.flush();
+      });
+    }
+  }
+
+  /** Any other message: what is held goes first. */
+  other(p: Uint8Array): void {
+    this.flush();
+    this.send(p);
+  }
+
+  flush(): void {
+    const held = this.held;
+    const bytes = this.heldBytes;
+    if (!held.length) return;
+    this.held = [];
+    this.heldBytes = 0;
+    if (held.length === 1) return this.send(held[0]);
+    const joined = new Uint8Array(DATA_HEAD + bytes);
+    joined[0] = MSG.CHANNEL_DATA;
+    writeUint32(joined, 1, this.heldFor);
+    writeUint32(joined, 5, bytes);
+    let at = DATA_HEAD;
+    for (const p of held) {
+      joined.set(p.subarray(DATA_HEAD), at);
+      at += p.length - DATA_HEAD;
+    }
+    this.send(joined);
+  }
+}
