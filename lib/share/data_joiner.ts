@@ -18,7 +18,11 @@ export class DataJoiner {
   private heldLimit = 0;
   private flushQueued = false;
 
-  constructor(private readonly send: (payload: Uint8Array) => void) {}
+  /** `sendParts`, where the server's port has it, takes the joined message as its parts. */
+  constructor(
+    private readonly send: (payload: Uint8Array) => void,
+    private readonly sendParts?: (parts: Uint8Array[]) => void,
+  ) {}
 
   /** A CHANNEL_DATA message, already checked against `limit` (the channel's largest packet). */
   data(p: Uint8Array, limit: number): void {
@@ -54,10 +58,15 @@ export class DataJoiner {
     this.held = [];
     this.heldBytes = 0;
     if (held.length === 1) return this.send(held[0]);
+    const head = new Uint8Array(DATA_HEAD);
+    head[0] = MSG.CHANNEL_DATA;
+    writeUint32(head, 1, this.heldFor);
+    writeUint32(head, 5, bytes);
+    if (this.sendParts) {
+      return this.sendParts([head, ...held.map((p) => p.subarray(DATA_HEAD))]);
+    }
     const joined = new Uint8Array(DATA_HEAD + bytes);
-    joined[0] = MSG.CHANNEL_DATA;
-    writeUint32(joined, 1, this.heldFor);
-    writeUint32(joined, 5, bytes);
+    joined.set(head);
     let at = DATA_HEAD;
     for (const p of held) {
       joined.set(p.subarray(DATA_HEAD), at);

@@ -76,7 +76,10 @@ export class ConnectionMux {
   private readonly toServer = (p: Uint8Array) => this.joiner.other(p);
 
   constructor(private readonly server: PacketPort, private readonly opts: MuxOptions = {}) {
-    this.joiner = new DataJoiner((p) => server.send(p));
+    this.joiner = new DataJoiner(
+      (p) => server.send(p),
+      server.sendParts && ((parts) => server.sendParts!(parts)),
+    );
     this.log = opts.log ?? (() => {});
     this.globals = new GlobalRequests({
       send: this.toServer,

@@ -16,7 +16,7 @@
 
 import type { PacketHandlers, PacketPort } from "../ssh/packet_port.ts";
 import { PacketInbox } from "../ssh/packet_port.ts";
-import { message, MSG, readUint32, SshReader, writeUint32 } from "../ssh/wire.ts";
+import { concatBytes, message, MSG, readUint32, SshReader, writeUint32 } from "../ssh/wire.ts";
 import { errorText } from "../util/error_text.ts";
 import { after } from "../util/timer.ts";
 import { envNumber } from "./accept_guard.ts";
@@ -202,7 +202,18 @@ export class ServerPool implements PacketPort {
     link.port.send(o.payload.slice());
   }
 
-  private channelMessage(p: Uint8Array): void {
+  /** send() of a channel message made of `parts` joined (parts[0] holds type and channel). */
+  sendParts(parts: Uint8Array[]): void {
+    const head = parts[0];
+    if (this.closed || head.length < 5) return;
+    if (head[0] >= MSG.CHANNEL_OPEN_CONFIRMATION && head[0] <= MSG.CHANNEL_FAILURE) {
+      return this.channelMessage(head, parts);
+    }
+    this.send(concatBytes(parts));
+  }
+
+  /** `p`, or the head of the message `parts` make (channel ids are rewritten in it). */
+  private channelMessage(p: Uint8Array, parts?: Uint8Array[]): void {
     if (p.length < 5) return;
     const chan = this.byPool.get(readUint32(p, 1));
     if (!chan) return;
@@ -219,7 +230,10 @@ export class ServerPool implements PacketPort {
       chan.ourId = readUint32(p, 5);
       this.byOurs.set(chan.ourId, chan);
     }
-    chan.link.port.send(p);
+    const port = chan.link.port;
+    if (!parts) port.send(p);
+    else if (port.sendParts) port.sendParts(parts);
+    else port.send(concatBytes(parts));
     if (type === MSG.CHANNEL_OPEN_FAILURE) {
       this.forget(chan);
     } else if (type === MSG.CHANNEL_CLOSE) {

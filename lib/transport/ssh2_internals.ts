@@ -246,6 +246,21 @@ export function sendRawPayload(client: Ssh2Client, payload: Payload): void {
   sendPacket(proto, w.finalize(packet));
 }
 
+/** sendRawPayload() of the payload made of `parts` joined: each part is copied once, into the packet. */
+export function sendRawPayloadParts(client: Ssh2Client, parts: Uint8Array[]): void {
+  const proto = client._protocol as Protocol;
+  const w = proto._packetRW.write;
+  let n = 0;
+  for (const part of parts) n += part.length;
+  let at = w.allocStart;
+  const packet = w.alloc(n);
+  for (const part of parts) {
+    packet.set(part, at);
+    at += part.length;
+  }
+  sendPacket(proto, w.finalize(packet));
+}
+
 /** The server's software version as PuTTY's upstream reports it: the ident minus "SSH-2.0-". */
 export function serverSoftwareVersion(client: Ssh2Client): string {
   const raw = (client._protocol as Protocol)._remoteIdentRaw;

@@ -19,6 +19,7 @@ import {
   type ParsedKey,
   parsePrivateKey,
   sendRawPayload,
+  sendRawPayloadParts,
   serverSoftwareVersion,
   type Ssh2Client,
 } from "./ssh2_internals.ts";
@@ -98,6 +99,11 @@ class Ssh2Port implements PacketPort {
   send(payload: Uint8Array): void {
     if (this.closed) return;
     sendRawPayload(this.client, payload);
+  }
+
+  sendParts(parts: Uint8Array[]): void {
+    if (this.closed) return;
+    sendRawPayloadParts(this.client, parts);
   }
 
   start(handlers: PacketHandlers): void {
