@@ -86,17 +86,17 @@ export function chachaReady(): Promise<void> {
 }
 
 /**
- * The first 32-bit word (little-endian) of ChaCha20 block 0 for `key` (8 words) and the 64-bit
- * nonce 0 || seqno as OpenSSH forms it: XORed into the big-endian packet length. Plain locals,
- * no arrays: this runs for every packet.
+ * ChaCha20 block `counter` for `key` (8 words) and the 64-bit nonce 0 || seqno as OpenSSH forms
+ * it, as 16 little-endian words into `out`. Plain locals, no arrays in the rounds: this runs for
+ * every packet (the length's block) and for all of a small one.
  */
-export function chachaFirstWord(key: Uint32Array, seqno: number): number {
+function chachaBlock(key: Uint32Array, seqno: number, counter: number, out: Uint32Array): void {
   let x0 = 0x61707865, x1 = 0x3320646e, x2 = 0x79622d32, x3 = 0x6b206574;
   let x4 = key[0], x5 = key[1], x6 = key[2], x7 = key[3];
   let x8 = key[4], x9 = key[5], x10 = key[6], x11 = key[7];
-  // Words 12, 13: block counter 0. Words 14, 15: the nonce's bytes read little-endian.
-  let x12 = 0, x13 = 0, x14 = 0;
-  let x15 = (seqno >>> 24) | ((seqno >>> 8) & 0xff00) | ((seqno << 8) & 0xff0000) | (seqno << 24);
+  // Words 12, 13: the block counter. Words 14, 15: the nonce's bytes read little-endian.
+  const n15 = (seqno >>> 24) | ((seqno >>> 8) & 0xff00) | ((seqno << 8) & 0xff0000) | (seqno << 24);
+  let x12 = counter, x13 = 0, x14 = 0, x15 = n15;
   for (let i = 0; i < 10; i++) {
     // Columns.
     x0 = (x0 + x4) | 0, x12 ^= x0, x12 = (x12 << 16) | (x12 >>> 16);
@@ -133,7 +133,44 @@ export function chachaFirstWord(key: Uint32Array, seqno: number): number {
     x3 = (x3 + x4) | 0, x14 ^= x3, x14 = (x14 << 8) | (x14 >>> 24);
     x9 = (x9 + x14) | 0, x4 ^= x9, x4 = (x4 << 7) | (x4 >>> 25);
   }
-  return (x0 + 0x61707865) >>> 0;
+  out[0] = x0 + 0x61707865, out[1] = x1 + 0x3320646e, out[2] = x2 + 0x79622d32;
+  out[3] = x3 + 0x6b206574, out[4] = x4 + key[0], out[5] = x5 + key[1], out[6] = x6 + key[2];
+  out[7] = x7 + key[3], out[8] = x8 + key[4], out[9] = x9 + key[5], out[10] = x10 + key[6];
+  out[11] = x11 + key[7], out[12] = x12 + counter, out[13] = x13, out[14] = x14;
+  out[15] = x15 + n15;
+}
+
+const BLOCK = new Uint32Array(16);
+
+/** The first word of block 0: XORed into the big-endian packet length. */
+export function chachaFirstWord(key: Uint32Array, seqno: number): number {
+  chachaBlock(key, seqno, 0, BLOCK);
+  return BLOCK[0];
+}
+
+/**
+ * Packets up to this long are enciphered here, in JavaScript: a node:crypto cipher costs ~10 us
+ * to make when one is made every few microseconds, and ~90 us when one is made now and then (a
+ * shared command's few packets), where a block here is a fraction of a microsecond.
+ */
+const SMALL_PACKET = 1024;
+
+const POLY_KEY = new Uint8Array(32);
+
+/** The Poly1305 key for packet `seqno`: the first 32 bytes of block 0 (in a shared buffer). */
+function polyKeyOf(key: Uint32Array, seqno: number): Uint8Array {
+  chachaBlock(key, seqno, 0, BLOCK);
+  for (let i = 0; i < 32; i++) POLY_KEY[i] = BLOCK[i >> 2] >>> ((i & 3) * 8);
+  return POLY_KEY;
+}
+
+/** XORs the keystream from block 1 on into `data`, in place. */
+function xorKeystream(key: Uint32Array, seqno: number, data: Uint8Array): void {
+  for (let at = 0, counter = 1; at < data.length; at += 64, counter++) {
+    chachaBlock(key, seqno, counter, BLOCK);
+    const n = Math.min(64, data.length - at);
+    for (let i = 0; i < n; i++) data[at + i] ^= BLOCK[i >> 2] >>> ((i & 3) * 8);
+  }
 }
 
 /** The length XOR mask as a big-endian number, from the keystream's first four bytes. */
@@ -180,6 +217,7 @@ interface DecipherState {
   _calcMac: Buffer;
   _macPos: number;
   _pkHeaderKey?: Uint32Array;
+  _pkMainKey?: Uint32Array;
   /** Where in Poly1305's memory this decipher gathers a packet. */
   _pkInbound?: number;
 }
@@ -191,6 +229,7 @@ interface CipherState {
   _encKeyPktLen: Buffer;
   _dead: boolean;
   _pkHeaderKey?: Uint32Array;
+  _pkMainKey?: Uint32Array;
 }
 
 /** ssh2's ChaChaPolyDecipherNative#decrypt, with one cipher per packet. */
@@ -234,14 +273,22 @@ function decrypt(
       this._macPos += nb;
       if (this._macPos < 16) return;
     }
-    const cipher = createDecipheriv("chacha20", this._decKeyMain, ivFor(this.inSeqno));
-    let packet: Buffer;
-    try {
-      mac.auth(this._calcMac, this._lenBuf, inbound, this._len, cipher.update(ZEROS_BLOCK));
+    let packet: Uint8Array;
+    if (this._len <= SMALL_PACKET) {
+      const key = this._pkMainKey ??= keyWords(this._decKeyMain);
+      mac.auth(this._calcMac, this._lenBuf, inbound, this._len, polyKeyOf(key, this.inSeqno));
       if (!sameTag(this._calcMac, this._mac)) throw new Error("Invalid MAC");
-      packet = cipher.update(mac.mod.HEAPU8.subarray(inbound, inbound + this._len));
-    } finally {
-      cipher.final();
+      packet = mac.mod.HEAPU8.slice(inbound, inbound + this._len);
+      xorKeystream(key, this.inSeqno, packet);
+    } else {
+      const cipher = createDecipheriv("chacha20", this._decKeyMain, ivFor(this.inSeqno));
+      try {
+        mac.auth(this._calcMac, this._lenBuf, inbound, this._len, cipher.update(ZEROS_BLOCK));
+        if (!sameTag(this._calcMac, this._mac)) throw new Error("Invalid MAC");
+        packet = cipher.update(mac.mod.HEAPU8.subarray(inbound, inbound + this._len));
+      } finally {
+        cipher.final();
+      }
     }
     const payload = Buffer.from(
       packet.buffer,
@@ -269,14 +316,21 @@ function encrypt(
   if (!mac) return fallback.call(this, packet);
   if (this._dead) return;
   const headerKey = this._pkHeaderKey ??= keyWords(this._encKeyPktLen);
-  const cipher = createCipheriv("chacha20", this._encKeyMain, ivFor(this.outSeqno));
-  let polyKey: Buffer;
+  let polyKey: Uint8Array;
   let body: Buffer;
-  try {
-    polyKey = cipher.update(ZEROS_BLOCK);
-    body = cipher.update(packet.subarray(4));
-  } finally {
-    cipher.final();
+  if (packet.length - 4 <= SMALL_PACKET) {
+    const key = this._pkMainKey ??= keyWords(this._encKeyMain);
+    polyKey = polyKeyOf(key, this.outSeqno);
+    body = Buffer.from(packet.subarray(4));
+    xorKeystream(key, this.outSeqno, body);
+  } else {
+    const cipher = createCipheriv("chacha20", this._encKeyMain, ivFor(this.outSeqno));
+    try {
+      polyKey = cipher.update(ZEROS_BLOCK);
+      body = cipher.update(packet.subarray(4));
+    } finally {
+      cipher.final();
+    }
   }
   const head = Buffer.allocUnsafe(4);
   head.writeUInt32BE((packet.readUInt32BE(0) ^ lengthMask(headerKey, this.outSeqno)) >>> 0, 0);
