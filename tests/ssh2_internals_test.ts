@@ -20,7 +20,13 @@ import { openTransport } from "../lib/transport/transport.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
 import { DIRECT_LIMITS } from "../lib/share/limits.ts";
 import { startLoopbackServer } from "../scripts/loopback_server.ts";
-import { chachaFirstWord, chachaReady } from "../lib/transport/ssh2_chacha.ts";
+import {
+  chachaFirstWord,
+  chachaReady,
+  encryptsIntoOwnBuffers,
+  packetAround,
+} from "../lib/transport/ssh2_chacha.ts";
+import { framedPayload, isFramed, releaseFramed } from "../lib/ssh/framed_payload.ts";
 import { createCipheriv } from "node:crypto";
 
 const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
@@ -86,16 +92,35 @@ Deno.test("every ECDSA key signs, whatever its private scalar looks like", async
   }
 });
 
-Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet format", async () => {
+interface Ssh2Cipher {
+  allocPacket(n: number): Buffer;
+  encrypt(p: Buffer): void;
+}
+
+/** ssh2's chacha20-poly1305@openssh.com cipher and decipher (ours once chachaReady settles). */
+async function chacha(key: Buffer, seqno: number) {
   await chachaReady();
   const crypto = ssh2Crypto as {
     init: Promise<void>;
     CIPHER_INFO: Record<string, { keyLen: number }>;
-    createCipher(c: unknown): { allocPacket(n: number): Buffer; encrypt(p: Buffer): void };
+    createCipher(c: unknown): Ssh2Cipher;
     createDecipher(c: unknown): { decrypt(data: Uint8Array, p: number, len: number): void };
   };
   await crypto.init;
   const info = crypto.CIPHER_INFO["chacha20-poly1305@openssh.com"];
+  return {
+    cipher: (onWrite: (b: Uint8Array) => void) =>
+      crypto.createCipher({
+        outbound: { onWrite, cipherInfo: info, cipherKey: key, seqno, forceNative: true },
+      }),
+    decipher: (onPayload: (p: Buffer) => void) =>
+      crypto.createDecipher({
+        inbound: { onPayload, decipherInfo: info, decipherKey: key, seqno, forceNative: true },
+      }),
+  };
+}
+
+Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet format", async () => {
   const key = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(64)));
   const [main, header] = [key.subarray(0, 32), key.subarray(32)];
   const seqnos = [0, 1, 0x01020304, 0x7fffffff, 0xfffffffe];
@@ -112,15 +137,8 @@ Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet 
   // with node:crypto's chacha20; then back through the decipher, split at every awkward point.
   const wire: Uint8Array[] = [];
   const start = 0xfffffffe;
-  const cipher = crypto.createCipher({
-    outbound: {
-      onWrite: (b: Uint8Array) => wire.push(new Uint8Array(b)),
-      cipherInfo: info,
-      cipherKey: key,
-      seqno: start,
-      forceNative: true,
-    },
-  });
+  const ssh2 = await chacha(key, start);
+  const cipher = ssh2.cipher((b) => wire.push(new Uint8Array(b)));
   const plain: Buffer[] = [];
   // Sizes on both sides of the small-packet path (enciphered in JavaScript) and the large one.
   for (const size of [1, 100, 30000, 7, 1000, 1013, 1030, 2000]) {
@@ -143,15 +161,7 @@ Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet 
   const stream = Buffer.concat(wire);
   for (const step of [stream.length, 1, 3, 17, 4096]) {
     const got: Buffer[] = [];
-    const decipher = crypto.createDecipher({
-      inbound: {
-        onPayload: (p: Buffer) => void got.push(Buffer.from(p)),
-        decipherInfo: info,
-        decipherKey: key,
-        seqno: start,
-        forceNative: true,
-      },
-    });
+    const decipher = ssh2.decipher((p) => void got.push(Buffer.from(p)));
     for (let at = 0; at < stream.length; at += step) {
       const piece = stream.subarray(at, at + step);
       decipher.decrypt(piece, 0, piece.length);
@@ -161,16 +171,46 @@ Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet 
   // A corrupted tag is refused.
   const bad = Buffer.from(stream.subarray(0, wire[0].length + wire[1].length + wire[2].length));
   bad[bad.length - 1] ^= 1;
-  const decipher = crypto.createDecipher({
-    inbound: {
-      onPayload: () => {},
-      decipherInfo: info,
-      decipherKey: key,
-      seqno: start,
-      forceNative: true,
-    },
-  });
+  const decipher = ssh2.decipher(() => {});
   assert.throws(() => decipher.decrypt(bad, 0, bad.length), /Invalid MAC/);
+});
+
+Deno.test("framed payloads become chacha20-poly1305 packets where they lie", async () => {
+  const key = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(64)));
+  const ssh2 = await chacha(key, 7);
+  const wire: Uint8Array[] = [];
+  const cipher = ssh2.cipher((b) => wire.push(new Uint8Array(b)));
+  assert.ok(encryptsIntoOwnBuffers(cipher));
+  const plain: Buffer[] = [];
+  for (const size of [1, 2, 7, 8, 9, 15, 16, 4095, 4096, 32777, 32781]) {
+    const payload = framedPayload(size);
+    assert.ok(isFramed(payload));
+    globalThis.crypto.getRandomValues(payload);
+    plain.push(Buffer.from(payload));
+    const packet = packetAround(payload);
+    // As ssh2's allocPacket lays it out: same length and padding length.
+    const want = cipher.allocPacket(size);
+    assert.equal(packet.length, want.length, `size ${size}`);
+    assert.deepEqual(packet.subarray(0, 5), want.subarray(0, 5), `size ${size}`);
+    assert.equal(packet.buffer, payload.buffer);
+    assert.deepEqual(packet.subarray(5, 5 + size), plain.at(-1));
+    cipher.encrypt(packet);
+    // Encrypted into buffers of its own: the payload's buffer can serve the next one.
+    releaseFramed(payload);
+    releaseFramed(payload);
+  }
+  // A buffer handed back twice is handed out once.
+  const a = framedPayload(32768);
+  const b = framedPayload(32768);
+  assert.notEqual(a.buffer, b.buffer);
+  // Views of other buffers are not framed, whatever their offset.
+  assert.ok(!isFramed(new Uint8Array(100).subarray(5, 50)));
+  assert.ok(!isFramed(a.subarray(1)));
+  const got: Buffer[] = [];
+  const decipher = ssh2.decipher((p) => void got.push(Buffer.from(p)));
+  const stream = Buffer.concat(wire);
+  decipher.decrypt(stream, 0, stream.length);
+  assert.deepEqual(got, plain);
 });
 
 Deno.test("chacha20-poly1305 packets leave no native memory behind", async () => {

@@ -4,6 +4,7 @@
  * it imports nothing heavy: the downstream path loads it.
  */
 
+import { framedPayload } from "./framed_payload.ts";
 import { message, MSG, SshReader, SshWriter, writeUint32 } from "./wire.ts";
 
 export interface ConnectionLimits {
@@ -39,10 +40,13 @@ export interface ChannelHost {
   forget(id: number): void;
 }
 
-/** CHANNEL_DATA (or EXTENDED_DATA type 1), built in one allocation: this is the hot path. */
+/**
+ * CHANNEL_DATA (or EXTENDED_DATA type 1): this is the hot path. Framed, so that the transport
+ * makes it a packet where it lies (lib/ssh/framed_payload.ts).
+ */
 function dataMessage(recipient: number, data: Uint8Array, stderr: boolean): Uint8Array {
   const head = stderr ? 13 : 9;
-  const p = new Uint8Array(head + data.length);
+  const p = framedPayload(head + data.length);
   p[0] = stderr ? MSG.CHANNEL_EXTENDED_DATA : MSG.CHANNEL_DATA;
   writeUint32(p, 1, recipient);
   if (stderr) writeUint32(p, 5, 1);

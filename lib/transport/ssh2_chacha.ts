@@ -15,7 +15,8 @@
  */
 
 import { Buffer } from "node:buffer";
-import { createCipheriv, createDecipheriv } from "node:crypto";
+import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
+import { FRAME_HEAD, FRAME_TAIL } from "../ssh/framed_payload.ts";
 import createPoly1305 from "npm:ssh2@1.17.0/lib/protocol/crypto/poly1305.js";
 
 /** ssh2's limit on a packet (crypto.js MAX_PACKET_SIZE). */
@@ -184,11 +185,13 @@ function keyWords(key: Uint8Array): Uint32Array {
   return Uint32Array.from({ length: 8 }, (_, i) => dv.getUint32(4 * i, true));
 }
 
+/** Written afresh for every cipher: node:crypto copies the IV when it makes one. */
+const ivScratch = Buffer.alloc(16);
+
 /** IV for node:crypto's chacha20: counter 0 (4 bytes LE), then the nonce 0 || seqno (BE). */
 function ivFor(seqno: number): Buffer {
-  const iv = Buffer.alloc(16);
-  iv.writeUInt32BE(seqno, 12);
-  return iv;
+  ivScratch.writeUInt32BE(seqno, 12);
+  return ivScratch;
 }
 
 const ZEROS_BLOCK = Buffer.alloc(64);
@@ -342,8 +345,52 @@ function encrypt(
   this.outSeqno = (this.outSeqno + 1) >>> 0;
 }
 
+/** Random bytes for packet padding, taken in turn (a random fill per packet costs more). */
+const padding = Buffer.alloc(4096);
+let paddingAt = padding.length;
+
+/** ssh2's chacha20-poly1305 cipher class (its prototype), once installChachaPoly has run. */
+let chachaCipherProto: Cryptor | undefined;
+
+/**
+ * Whether `cipher` (a Protocol's outbound cipher) is ours with the fast path on: it encrypts a
+ * packet into buffers of its own and keeps no view of it, so the packet's buffer is free again
+ * once encrypt() has returned.
+ */
+export function encryptsIntoOwnBuffers(cipher: unknown): boolean {
+  return poly !== undefined && typeof cipher === "object" && cipher !== null &&
+    Object.getPrototypeOf(cipher) === chachaCipherProto && !(cipher as CipherState)._dead;
+}
+
+/**
+ * The packet for a framed payload (lib/ssh/framed_payload.ts), written around it as ssh2's
+ * ChaChaPolyCipherNative#allocPacket lays one out: packet_length, padding_length, the payload,
+ * 4 to 11 bytes of random padding to a multiple of 8.
+ */
+export function packetAround(payload: Uint8Array): Buffer {
+  const bodyLen = 1 + payload.length;
+  let padLen = 8 - (bodyLen & 7);
+  if (padLen < 4) padLen += 8;
+  if (padLen > FRAME_TAIL) throw new Error("framed payload: padding exceeds its room");
+  const packet = Buffer.from(
+    payload.buffer,
+    payload.byteOffset - FRAME_HEAD,
+    FRAME_HEAD + payload.length + padLen,
+  );
+  packet.writeUInt32BE(bodyLen + padLen, 0);
+  packet[4] = padLen;
+  if (paddingAt + padLen > padding.length) {
+    randomFillSync(padding);
+    paddingAt = 0;
+  }
+  packet.set(padding.subarray(paddingAt, paddingAt + padLen), FRAME_HEAD + payload.length);
+  paddingAt += padLen;
+  return packet;
+}
+
 /** Puts the one-cipher methods on ssh2's chacha20-poly1305 classes (their prototypes). */
 export function installChachaPoly(cipherProto: Cryptor, decipherProto: Cryptor): void {
+  chachaCipherProto = cipherProto;
   const ownEncrypt = cipherProto.encrypt as (packet: Buffer) => unknown;
   const ownDecrypt = decipherProto.decrypt as (d: Uint8Array, p: number, n: number) => unknown;
   const ownFree = decipherProto.free as () => void;

@@ -24,11 +24,13 @@ import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv } from "node:crypto";
 // Before "ssh2": it swaps ssh2's zlib packet classes before ssh2's modules take them.
 import "./ssh2_zlib.ts";
-import { installChachaPoly } from "./ssh2_chacha.ts";
+import { encryptsIntoOwnBuffers, installChachaPoly, packetAround } from "./ssh2_chacha.ts";
+import { isFramed, releaseFramed } from "../ssh/framed_payload.ts";
 import ssh2 from "npm:ssh2@1.17.0";
 import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
 import ssh2Utils from "npm:ssh2@1.17.0/lib/protocol/utils.js";
 import ssh2Crypto from "npm:ssh2@1.17.0/lib/protocol/crypto.js";
+import ssh2PacketRW from "npm:ssh2@1.17.0/lib/protocol/zlib.js";
 import ssh2Package from "npm:ssh2@1.17.0/package.json" with { type: "json" };
 import type { Duplex } from "node:stream";
 
@@ -43,6 +45,8 @@ interface PacketWriter {
 }
 
 interface Protocol {
+  _cipher: unknown;
+  _kexinit?: unknown;
   _onPayload: (payload: Payload) => void;
   _onPacket: () => void;
   _onWrite: (data: Uint8Array) => void;
@@ -236,13 +240,32 @@ export function coalesceSocketWrites(client: Ssh2Client): void {
   };
 }
 
-/** Sends one raw payload through ssh2's encryption and rekey queue. */
+/** ssh2's packet writer for uncompressed packets (ssh2_zlib.ts replaces the compressing one). */
+const PlainPacketWriter = (ssh2PacketRW as { PacketWriter: new (...a: never[]) => PacketWriter })
+  .PacketWriter;
+
+/**
+ * Sends one raw payload through ssh2's encryption and rekey queue. A framed payload
+ * (lib/ssh/framed_payload.ts) becomes its packet where it lies when nothing stands between it
+ * and our chacha20-poly1305 cipher (no compression, no key exchange under way to queue it),
+ * and its buffer is handed back once it has been encrypted or copied.
+ */
 export function sendRawPayload(client: Ssh2Client, payload: Payload): void {
   const proto = client._protocol as Protocol;
   const w = proto._packetRW.write;
+  const framed = isFramed(payload);
+  if (
+    framed && proto._kexinit === undefined && w instanceof PlainPacketWriter &&
+    encryptsIntoOwnBuffers(proto._cipher)
+  ) {
+    sendPacket(proto, packetAround(payload));
+    releaseFramed(payload);
+    return;
+  }
   const at = w.allocStart;
   const packet = w.alloc(payload.length);
   packet.set(payload, at);
+  if (framed) releaseFramed(payload);
   sendPacket(proto, w.finalize(packet));
 }
 
