@@ -17,6 +17,7 @@
 import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
 import { FRAME_HEAD, FRAME_TAIL } from "../ssh/framed_payload.ts";
+import { nativeChachaPoly } from "./openssl_chacha.ts";
 import createPoly1305 from "npm:ssh2@1.17.0/lib/protocol/crypto/poly1305.js";
 
 /** ssh2's limit on a packet (crypto.js MAX_PACKET_SIZE). */
@@ -371,7 +372,8 @@ export function packetAround(payload: Uint8Array): Buffer {
   const bodyLen = 1 + payload.length;
   let padLen = 8 - (bodyLen & 7);
   if (padLen < 4) padLen += 8;
-  if (padLen > FRAME_TAIL) throw new Error("framed payload: padding exceeds its room");
+  // Room for the padding and, behind it, the tag (sealFramed).
+  if (padLen + 16 > FRAME_TAIL) throw new Error("framed payload: padding exceeds its room");
   const packet = Buffer.from(
     payload.buffer,
     payload.byteOffset - FRAME_HEAD,
@@ -386,6 +388,27 @@ export function packetAround(payload: Uint8Array): Buffer {
   packet.set(padding.subarray(paddingAt, paddingAt + padLen), FRAME_HEAD + payload.length);
   paddingAt += padLen;
   return packet;
+}
+
+/**
+ * Encrypts a packet from packetAround where it lies, with libcrypto (openssl_chacha.ts), writes
+ * its tag into the room behind it and the whole packet as one buffer: no buffer of its own for
+ * the ciphertext, one write where encrypt() makes three. The payload's buffer then belongs to
+ * the socket (it is not to be handed back). False, having done nothing, without libcrypto.
+ */
+export function sealFramed(cipher: unknown, packet: Buffer): boolean {
+  const native = nativeChachaPoly();
+  if (!native) return false;
+  const c = cipher as CipherState;
+  const headerKey = c._pkHeaderKey ??= keyWords(c._encKeyPktLen);
+  const seqno = c.outSeqno;
+  const len = packet.length;
+  const whole = Buffer.from(packet.buffer, packet.byteOffset, len + 16);
+  whole.writeUInt32BE((whole.readUInt32BE(0) ^ lengthMask(headerKey, seqno)) >>> 0, 0);
+  native.seal(c._encKeyMain, seqno, whole.subarray(0, len), whole.subarray(len));
+  c._onWrite(whole);
+  c.outSeqno = (seqno + 1) >>> 0;
+  return true;
 }
 
 /** Puts the one-cipher methods on ssh2's chacha20-poly1305 classes (their prototypes). */

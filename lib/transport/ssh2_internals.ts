@@ -24,7 +24,12 @@ import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv } from "node:crypto";
 // Before "ssh2": it swaps ssh2's zlib packet classes before ssh2's modules take them.
 import "./ssh2_zlib.ts";
-import { encryptsIntoOwnBuffers, installChachaPoly, packetAround } from "./ssh2_chacha.ts";
+import {
+  encryptsIntoOwnBuffers,
+  installChachaPoly,
+  packetAround,
+  sealFramed,
+} from "./ssh2_chacha.ts";
 import { isFramed, releaseFramed } from "../ssh/framed_payload.ts";
 import ssh2 from "npm:ssh2@1.17.0";
 import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
@@ -258,7 +263,9 @@ export function sendRawPayload(client: Ssh2Client, payload: Payload): void {
     framed && proto._kexinit === undefined && w instanceof PlainPacketWriter &&
     encryptsIntoOwnBuffers(proto._cipher)
   ) {
-    sendPacket(proto, packetAround(payload));
+    const packet = packetAround(payload);
+    if (sealFramed(proto._cipher, packet)) return;
+    sendPacket(proto, packet);
     releaseFramed(payload);
     return;
   }
