@@ -391,14 +391,14 @@ export function packetAround(payload: Uint8Array): Buffer {
 }
 
 /**
- * Encrypts a packet from packetAround where it lies, with libcrypto (openssl_chacha.ts), writes
- * its tag into the room behind it and the whole packet as one buffer: no buffer of its own for
- * the ciphertext, one write where encrypt() makes three. The payload's buffer then belongs to
- * the socket (it is not to be handed back). False, having done nothing, without libcrypto.
+ * Encrypts a packet from packetAround where it lies, with libcrypto (openssl_chacha.ts), and
+ * writes its tag into the room behind it: the packet as it goes on the wire, in the payload's
+ * buffer, for the caller to write (no buffer of its own for the ciphertext, one write where
+ * encrypt() makes three). Undefined, having done nothing, without libcrypto.
  */
-export function sealFramed(cipher: unknown, packet: Buffer): boolean {
+export function sealFramed(cipher: unknown, packet: Buffer): Buffer | undefined {
   const native = nativeChachaPoly();
-  if (!native) return false;
+  if (!native) return undefined;
   const c = cipher as CipherState;
   const headerKey = c._pkHeaderKey ??= keyWords(c._encKeyPktLen);
   const seqno = c.outSeqno;
@@ -406,9 +406,8 @@ export function sealFramed(cipher: unknown, packet: Buffer): boolean {
   const whole = Buffer.from(packet.buffer, packet.byteOffset, len + 16);
   whole.writeUInt32BE((whole.readUInt32BE(0) ^ lengthMask(headerKey, seqno)) >>> 0, 0);
   native.seal(c._encKeyMain, seqno, whole.subarray(0, len), whole.subarray(len));
-  c._onWrite(whole);
   c.outSeqno = (seqno + 1) >>> 0;
-  return true;
+  return whole;
 }
 
 /** Puts the one-cipher methods on ssh2's chacha20-poly1305 classes (their prototypes). */

@@ -235,15 +235,30 @@ export function coalesceSocketWrites(client: Ssh2Client): void {
     corked = false;
     sock.uncork();
   };
+  const cork = () => {
+    if (corked) return;
+    corked = true;
+    sock.cork();
+    queueMicrotask(uncork);
+  };
   proto._onWrite = (data: Uint8Array) => {
-    if (!corked) {
-      corked = true;
-      sock.cork();
-      queueMicrotask(uncork);
-    }
+    cork();
     write(data);
   };
+  writersWithDone.set(proto, (data, done) => {
+    // As ssh2's own writer (its isWritable): nothing goes to a socket that is ending.
+    const readable = (sock as unknown as { _readableState?: { ended: boolean } })._readableState;
+    if (!sock.writable || readable?.ended !== false) return;
+    cork();
+    sock.write(data, (err) => err || done());
+  });
 }
+
+/**
+ * A connection's socket writer that says when the socket is done with a buffer (installed by
+ * coalesceSocketWrites, with the same coalescing): how a sealed packet's buffer comes back.
+ */
+const writersWithDone = new WeakMap<Protocol, (data: Uint8Array, done: () => void) => void>();
 
 /** ssh2's packet writer for uncompressed packets (ssh2_zlib.ts replaces the compressing one). */
 const PlainPacketWriter = (ssh2PacketRW as { PacketWriter: new (...a: never[]) => PacketWriter })
@@ -264,7 +279,13 @@ export function sendRawPayload(client: Ssh2Client, payload: Payload): void {
     encryptsIntoOwnBuffers(proto._cipher)
   ) {
     const packet = packetAround(payload);
-    if (sealFramed(proto._cipher, packet)) return;
+    const sealed = sealFramed(proto._cipher, packet);
+    if (sealed) {
+      const write = writersWithDone.get(proto);
+      if (write) write(sealed, () => releaseFramed(payload));
+      else proto._onWrite(sealed);
+      return;
+    }
     sendPacket(proto, packet);
     releaseFramed(payload);
     return;
