@@ -13,13 +13,14 @@ export const FRAME_HEAD = 5;
 /** Room after it: the most random padding a packet takes (4 + a cipher block of 16, rounded). */
 export const FRAME_TAIL = 32;
 
-/**
- * Payloads at least this long come from the spare buffers: bulk data. A smaller one gets a
- * buffer of its own size, so a held-up small message never pins a large buffer.
- */
-const POOLED_MIN = 4096;
 /** The spare buffers' size: a CHANNEL_EXTENDED_DATA header and 32 KiB of data, framed. */
 const POOLED_SIZE = FRAME_HEAD + 13 + 32768 + FRAME_TAIL;
+/**
+ * Payloads longer than this come from the spare buffers: bulk data on a connection of our own.
+ * A smaller one gets a buffer of its own size, so a held-up message never pins a buffer twice its
+ * size (a downstream's data, at most 16 KiB a message, queued for the sharing socket).
+ */
+const POOLED_MIN = POOLED_SIZE / 2;
 /** Spare buffers kept: what one burst of packets (a 128 KiB socket read) needs, and some. */
 const SPARES_KEPT = 8;
 
@@ -28,7 +29,7 @@ const spares: ArrayBuffer[] = [];
 
 /** A payload of `size` bytes, framed. A reused buffer keeps old bytes: the caller fills it all. */
 export function framedPayload(size: number): Uint8Array {
-  if (size >= POOLED_MIN && size <= POOLED_SIZE - FRAME_HEAD - FRAME_TAIL) {
+  if (size > POOLED_MIN && size <= POOLED_SIZE - FRAME_HEAD - FRAME_TAIL) {
     const spare = spares.pop();
     if (spare) return new Uint8Array(spare, FRAME_HEAD, size);
     const buf = new ArrayBuffer(POOLED_SIZE);
