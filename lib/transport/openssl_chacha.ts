@@ -96,6 +96,20 @@ export class NativeChachaPoly {
     this.xor(body, body);
     this.mac(polyKey, packet, tag);
   }
+
+  /**
+   * Opens packet `seqno` where it lies, seal()'s reverse: `packet` is its encrypted length and
+   * body as they came. The tag over them is computed into `calcTag` for the caller to check
+   * against the one received; `decipher()` then deciphers the body in place.
+   */
+  authenticate(key: Uint8Array, seqno: number, packet: Uint8Array, calcTag: Uint8Array): void {
+    this.mac(this.start(key, seqno), packet, calcTag);
+  }
+
+  /** Deciphers `body` in place: the keystream authenticate() started, from block 1 on. */
+  decipher(body: Uint8Array): void {
+    this.xor(body, body);
+  }
 }
 
 let loaded: NativeChachaPoly | null | undefined;

@@ -222,7 +222,9 @@ interface DecipherState {
   _macPos: number;
   _pkHeaderKey?: Uint32Array;
   _pkMainKey?: Uint32Array;
-  /** Where in Poly1305's memory this decipher gathers a packet. */
+  /** The packet being gathered for libcrypto: its encrypted length, then its body. */
+  _pkWhole?: Uint8Array;
+  /** Where in Poly1305's memory this decipher gathers a packet (without libcrypto). */
   _pkInbound?: number;
 }
 
@@ -256,16 +258,27 @@ function decrypt(
         throw new Error(BAD_LENGTH);
       }
     }
-    const inbound = this._pkInbound ??= mac.mod._malloc(MAX_PACKET);
+    const native = nativeChachaPoly();
+    if (native && !this._pkWhole) {
+      // Gathered in a buffer of its own: libcrypto deciphers it there, and it becomes the packet.
+      this._pkWhole = new Uint8Array(4 + this._len);
+      this._pkWhole.set(this._lenBuf);
+    }
+    const whole = this._pkWhole;
+    const inbound = whole ? 0 : this._pkInbound ??= mac.mod._malloc(MAX_PACKET);
+    const into = whole ? (bytes: Uint8Array, at: number) => whole.set(bytes, 4 + at) : (
+      bytes: Uint8Array,
+      at: number,
+    ) => mac.mod.HEAPU8.set(bytes, inbound + at);
     if (this._packet) {
       // What ssh2's own decrypt gathered before the fast path was ready.
-      mac.mod.HEAPU8.set(this._packet.subarray(0, this._pktLen), inbound);
+      into(this._packet.subarray(0, this._pktLen), 0);
       this._packet = null;
     }
     if (this._pktLen < this._len) {
       if (p >= dataLen) return;
       const nb = Math.min(this._len - this._pktLen, dataLen - p);
-      mac.mod.HEAPU8.set(data.subarray(p, p + nb), inbound + this._pktLen);
+      into(data.subarray(p, p + nb), this._pktLen);
       p += nb;
       this._pktLen += nb;
       if (this._pktLen < this._len || p >= dataLen) return;
@@ -278,7 +291,13 @@ function decrypt(
       if (this._macPos < 16) return;
     }
     let packet: Uint8Array;
-    if (this._len <= SMALL_PACKET) {
+    if (whole && native) {
+      native.authenticate(this._decKeyMain, this.inSeqno, whole, this._calcMac);
+      if (!sameTag(this._calcMac, this._mac)) throw new Error("Invalid MAC");
+      packet = whole.subarray(4);
+      native.decipher(packet);
+      this._pkWhole = undefined;
+    } else if (this._len <= SMALL_PACKET) {
       const key = this._pkMainKey ??= keyWords(this._decKeyMain);
       mac.auth(this._calcMac, this._lenBuf, inbound, this._len, polyKeyOf(key, this.inSeqno));
       if (!sameTag(this._calcMac, this._mac)) throw new Error("Invalid MAC");
