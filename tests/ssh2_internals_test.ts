@@ -27,7 +27,7 @@ import {
   packetAround,
   sealFramed,
 } from "../lib/transport/ssh2_chacha.ts";
-import { nativeChachaPoly } from "../lib/transport/openssl_chacha.ts";
+import { nativeChachaPoly, useNativeChachaPoly } from "../lib/transport/openssl_chacha.ts";
 import { framedPayload, isFramed, releaseFramed } from "../lib/ssh/framed_payload.ts";
 import { createCipheriv } from "node:crypto";
 
@@ -122,7 +122,23 @@ async function chacha(key: Buffer, seqno: number) {
   };
 }
 
-Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet format", async () => {
+for (const native of [true, false]) {
+  Deno.test(
+    `chacha20-poly1305 writes and reads OpenSSH's packet format (${
+      native ? "libcrypto where it loads" : "node:crypto, WebAssembly and JavaScript"
+    })`,
+    async () => {
+      useNativeChachaPoly(native);
+      try {
+        await packetFormat();
+      } finally {
+        useNativeChachaPoly(true);
+      }
+    },
+  );
+}
+
+async function packetFormat(): Promise<void> {
   const key = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(64)));
   const [main, header] = [key.subarray(0, 32), key.subarray(32)];
   const seqnos = [0, 1, 0x01020304, 0x7fffffff, 0xfffffffe];
@@ -175,7 +191,7 @@ Deno.test("chacha20-poly1305 with one cipher per packet writes OpenSSH's packet 
   bad[bad.length - 1] ^= 1;
   const decipher = ssh2.decipher(() => {});
   assert.throws(() => decipher.decrypt(bad, 0, bad.length), /Invalid MAC/);
-});
+}
 
 Deno.test("framed payloads become chacha20-poly1305 packets where they lie", async () => {
   // libcrypto 3 comes with OpenSSH on Linux: there the native path must be taken.

@@ -113,11 +113,18 @@ export class NativeChachaPoly {
 }
 
 let loaded: NativeChachaPoly | null | undefined;
+let switchedOff = false;
 
 /** The native primitives, or undefined when they cannot be had (loaded once). */
 export function nativeChachaPoly(): NativeChachaPoly | undefined {
+  if (switchedOff) return undefined;
   if (loaded === undefined) loaded = load();
   return loaded ?? undefined;
+}
+
+/** @internal For tests: turns the native path off (and on again), to reach the fallback. */
+export function useNativeChachaPoly(on: boolean): void {
+  switchedOff = !on;
 }
 
 function load(): NativeChachaPoly | null {
