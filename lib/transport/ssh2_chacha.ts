@@ -329,7 +329,7 @@ function decrypt(
   }
 }
 
-/** ssh2's ChaChaPolyCipherNative#encrypt, with one cipher per packet. */
+/** ssh2's ChaChaPolyCipherNative#encrypt: with libcrypto, else one cipher per packet. */
 function encrypt(
   this: CipherState,
   fallback: (packet: Buffer) => unknown,
@@ -339,6 +339,19 @@ function encrypt(
   if (!mac) return fallback.call(this, packet);
   if (this._dead) return;
   const headerKey = this._pkHeaderKey ??= keyWords(this._encKeyPktLen);
+  const native = nativeChachaPoly();
+  if (native) {
+    // Sealed in a copy with room for the tag, one write: the packet may be a framed payload's
+    // buffer, handed out again once this returns.
+    const sealed = Buffer.allocUnsafe(packet.length + 16);
+    sealed.set(packet);
+    sealed.writeUInt32BE((sealed.readUInt32BE(0) ^ lengthMask(headerKey, this.outSeqno)) >>> 0, 0);
+    const whole = sealed.subarray(0, packet.length);
+    native.seal(this._encKeyMain, this.outSeqno, whole, sealed.subarray(packet.length));
+    this._onWrite(sealed);
+    this.outSeqno = (this.outSeqno + 1) >>> 0;
+    return;
+  }
   let polyKey: Uint8Array;
   let body: Buffer;
   if (packet.length - 4 <= SMALL_PACKET) {
