@@ -12,6 +12,7 @@ import {
   type PacketPort,
 } from "../ssh/packet_port.ts";
 import { ConnectionClosedError } from "../ssh/channel.ts";
+import { isFramed } from "../ssh/framed_payload.ts";
 import { after } from "../util/timer.ts";
 import {
   DISCONNECT_PROTOCOL_ERROR,
@@ -87,6 +88,12 @@ export class SocketPort extends OutboxPort implements PacketPort {
    * The payload is the port's from here on (PacketPort's contract), so it is not copied now.
    */
   send(payload: Uint8Array): void {
+    if (isFramed(payload)) {
+      // Built with room in front (framed_payload.ts): the length goes there, no frame of its own.
+      const framed = new Uint8Array(payload.buffer, payload.byteOffset - 4, payload.length + 4);
+      writeUint32(framed, 0, payload.length);
+      return this.enqueue(framed);
+    }
     const length = new Uint8Array(4);
     writeUint32(length, 0, payload.length);
     this.enqueue(length, payload);
