@@ -100,17 +100,24 @@ export interface ChunkInput {
 
 /**
  * Chunks read straight from a file or stdin (`Deno.stdin.readable` would load Deno's streams:
- * ~3 ms of a warm downstream command). Each chunk is a fresh buffer of up to `size` bytes.
+ * ~3 ms of a warm downstream command), into one buffer: a chunk is lent until the next read()
+ * (pumpToChannel's writes have copied it into packets by then). The buffer starts small and
+ * grows, up to `size`, while reads fill it: a file read is a trip to another thread, so bulk
+ * input takes it in large pieces, and a command with no input keeps a small buffer.
  */
 export function chunksOf(
   file: { read(p: Uint8Array): Promise<number | null> },
-  size = 64 * 1024,
+  size = 256 * 1024,
 ): ChunkInput {
+  let buf = new Uint8Array(Math.min(size, 16 * 1024));
   return {
     async read() {
-      const buf = new Uint8Array(size);
       const n = await file.read(buf);
-      return n === null ? null : buf.subarray(0, n);
+      if (n === null) return null;
+      const chunk = buf.subarray(0, n);
+      // The next read goes to a larger buffer: this chunk is still lent.
+      if (n === buf.length && buf.length < size) buf = new Uint8Array(Math.min(size, n * 4));
+      return chunk;
     },
   };
 }
