@@ -232,6 +232,61 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "-L: downloads and uploads at once arrive intact across the server's re-keys",
+  opts,
+  async () => {
+    // Downloads keep us sending WINDOW_ADJUST, uploads send framed data, and re-keys come every
+    // few MiB: one such message sent as a re-key ended went out without its packet header
+    // (tests/ssh2_internals_test.ts has that moment exactly; here it came up only under load).
+    const s = await startSshd({ config: ["RekeyLimit 4M"] });
+    const data = randomBytes(16 * 1024 * 1024);
+    const source = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    (async () => {
+      for await (const c of source) {
+        (async () => {
+          for (let at = 0; at < data.length;) at += await c.write(data.subarray(at, at + 65536));
+        })().catch(() => {}).finally(() => c.close());
+      }
+    })().catch(() => {});
+    const sink = digestServer();
+    const [down, up] = [freePort(), freePort()];
+    try {
+      await whilePlinkRuns(s, [
+        ...auth(s),
+        "-N",
+        "-L",
+        `${down}:127.0.0.1:${(source.addr as Deno.NetAddr).port}`,
+        "-L",
+        `${up}:127.0.0.1:${sink.port}`,
+        ...target(s),
+      ], async () => {
+        await waitListening(down);
+        await waitListening(up);
+        const want = await sha256(data);
+        const uploads = Array.from({ length: 4 }, (_, i) => randomBytes(8 * 1024 * 1024 + i));
+        for (let round = 0; round < 2; round++) {
+          const [got, back] = await Promise.all([
+            Promise.all(Array.from({ length: 10 }, async () => {
+              const c = await Deno.connect({ hostname: "127.0.0.1", port: down });
+              return await sha256(await readAll(c));
+            })),
+            Promise.all(uploads.map((d) => roundTrip(up, d))),
+          ]);
+          for (const [i, h] of got.entries()) assert.deepEqual(h, want, `round ${round}, ${i}`);
+          for (const [i, h] of back.entries()) {
+            assert.deepEqual(h, await sha256(uploads[i]), `round ${round}, upload ${i}`);
+          }
+        }
+      });
+    } finally {
+      source.close();
+      sink.close();
+      await s.stop();
+    }
+  },
+);
+
 Deno.test("-L/-D listen on loopback only unless a bind address is given", opts, async () => {
   const s = await startSshd();
   const [l, d, explicit] = [freePort(), freePort(), freePort()];

@@ -8,6 +8,7 @@ import {
   checkInternals,
   Client,
   parsePrivateKey,
+  sendRawPayload,
   SSH2_VERSION_PINNED,
   ssh2Version,
 } from "../lib/transport/ssh2_internals.ts";
@@ -16,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { DENO } from "./fixtures/tools.ts";
 import { Buffer } from "node:buffer";
 import ssh2Crypto from "npm:ssh2@1.17.0/lib/protocol/crypto.js";
+import ssh2PacketRW from "npm:ssh2@1.17.0/lib/protocol/zlib.js";
 import { openTransport } from "../lib/transport/transport.ts";
 import { SshConnection } from "../lib/ssh/connection.ts";
 import { DIRECT_LIMITS } from "../lib/share/limits.ts";
@@ -242,6 +244,30 @@ Deno.test("framed payloads become chacha20-poly1305 packets where they lie", asy
   const stream = Buffer.concat(wire);
   decipher.decrypt(stream, 0, stream.length);
   assert.deepEqual(got, plain);
+});
+
+Deno.test("a payload sent as a re-key ends but before ssh2 resets allocStart keeps its header", async () => {
+  const key = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(64)));
+  const ssh2 = await chacha(key, 3);
+  const wire: Uint8Array[] = [];
+  const PacketWriter =
+    (ssh2PacketRW as { PacketWriter: new (p: unknown) => { allocStart: number } })
+      .PacketWriter;
+  // ssh2's state then: the exchange over (_kexinit unset, packets encrypted at once), its old
+  // packet writer still in place with allocStart left at the exchange's 0.
+  const proto: Record<string, unknown> = {
+    _cipher: ssh2.cipher((b) => wire.push(new Uint8Array(b))),
+    _kexinit: undefined,
+  };
+  const writer = new PacketWriter(proto);
+  writer.allocStart = 0;
+  proto._packetRW = { write: writer };
+  const adjust = new Uint8Array([93, 0, 0, 1, 0, 0, 2, 0, 0]);
+  sendRawPayload({ _protocol: proto }, adjust);
+  const got: Buffer[] = [];
+  const stream = Buffer.concat(wire);
+  ssh2.decipher((p) => void got.push(Buffer.from(p))).decrypt(stream, 0, stream.length);
+  assert.deepEqual(got, [Buffer.from(adjust)]);
 });
 
 Deno.test("without FFI permission, chacha20-poly1305 keeps to node:crypto", async () => {

@@ -290,9 +290,11 @@ export function sendRawPayload(client: Ssh2Client, payload: Payload): void {
     releaseFramed(payload);
     return;
   }
-  const at = w.allocStart;
   const packet = w.alloc(payload.length);
-  packet.set(payload, at);
+  // A whole packet (length, padding length, payload, padding) or the bare payload (compression
+  // or a key exchange under way), as alloc() made it: not allocStart, which ssh2 leaves at a key
+  // exchange's 0 for a while after the exchange, until the host key has been checked again.
+  packet.set(payload, packet.length === payload.length ? 0 : 5);
   if (framed) releaseFramed(payload);
   sendPacket(proto, w.finalize(packet));
 }
