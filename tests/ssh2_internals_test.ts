@@ -9,6 +9,7 @@ import {
   Client,
   parsePrivateKey,
   sendRawPayload,
+  sendRawPayloadParts,
   SSH2_VERSION_PINNED,
   ssh2Version,
 } from "../lib/transport/ssh2_internals.ts";
@@ -264,10 +265,13 @@ Deno.test("a payload sent as a re-key ends but before ssh2 resets allocStart kee
   proto._packetRW = { write: writer };
   const adjust = new Uint8Array([93, 0, 0, 1, 0, 0, 2, 0, 0]);
   sendRawPayload({ _protocol: proto }, adjust);
+  // The same for a payload sent as its parts (joined data, lib/share/data_joiner.ts).
+  const data = new Uint8Array([94, 0, 0, 0, 7, 0, 0, 0, 3, 1, 2, 3]);
+  sendRawPayloadParts({ _protocol: proto }, [data.subarray(0, 9), data.subarray(9)]);
   const got: Buffer[] = [];
   const stream = Buffer.concat(wire);
   ssh2.decipher((p) => void got.push(Buffer.from(p))).decrypt(stream, 0, stream.length);
-  assert.deepEqual(got, [Buffer.from(adjust)]);
+  assert.deepEqual(got, [Buffer.from(adjust), Buffer.from(data)]);
 });
 
 Deno.test("without FFI permission, chacha20-poly1305 keeps to node:crypto", async () => {

@@ -305,8 +305,9 @@ export function sendRawPayloadParts(client: Ssh2Client, parts: Uint8Array[]): vo
   const w = proto._packetRW.write;
   let n = 0;
   for (const part of parts) n += part.length;
-  let at = w.allocStart;
   const packet = w.alloc(n);
+  // Where alloc() made room for the payload, as in sendRawPayload (not allocStart).
+  let at = packet.length === n ? 0 : 5;
   for (const part of parts) {
     packet.set(part, at);
     at += part.length;
