@@ -6,7 +6,7 @@
 
 import type { X11Request } from "../forward/x11.ts";
 import { ChannelOpenError, type SshConnection } from "../ssh/connection.ts";
-import type { Channel } from "../ssh/channel.ts";
+import type { Channel, ChunkSource } from "../ssh/channel.ts";
 
 export interface PtyRequest {
   term: string;
@@ -135,11 +135,23 @@ export async function pumpToChannel(src: ChunkInput, ch: Channel): Promise<void>
   }
 }
 
-/** Copies channel data to a local sink without closing the sink. */
+/**
+ * Copies channel data to a local sink without closing the sink. A chunk is lent to `write` until
+ * what it returns settles: from a channel it is a view of the channel's own buffer (peek()),
+ * which the next data overwrites, where a joined copy per read cost a fresh buffer of up to
+ * 256 KiB each time.
+ */
 export async function pumpFromChannel(
-  src: ChunkInput,
+  src: ChunkInput | ChunkSource,
   write: (chunk: Uint8Array) => Promise<void> | void,
 ): Promise<void> {
+  if ("peek" in src) {
+    for (let data = await src.peek(); data; data = await src.peek()) {
+      await write(data);
+      src.release(data.length);
+    }
+    return;
+  }
   for (let chunk = await src.read(); chunk; chunk = await src.read()) await write(chunk);
 }
 
