@@ -153,7 +153,9 @@ export function chachaFirstWord(key: Uint32Array, seqno: number): number {
 /**
  * Packets up to this long are enciphered here, in JavaScript: a node:crypto cipher costs ~10 us
  * to make when one is made every few microseconds, and ~90 us when one is made now and then (a
- * shared command's few packets), where a block here is a fraction of a microsecond.
+ * shared command's few packets), where a block here is a fraction of a microsecond. Only longer
+ * ones go to libcrypto, so it is loaded (6-13 ms, 3 MiB of its pages) once bulk data flows, not
+ * by every connection for its key exchange and a short command.
  */
 const SMALL_PACKET = 1024;
 
@@ -258,7 +260,7 @@ function decrypt(
         throw new Error(BAD_LENGTH);
       }
     }
-    const native = nativeChachaPoly();
+    const native = this._len > SMALL_PACKET ? nativeChachaPoly() : undefined;
     if (native && !this._pkWhole) {
       // Gathered in a buffer of its own: libcrypto deciphers it there, and it becomes the packet.
       this._pkWhole = new Uint8Array(4 + this._len);
@@ -339,7 +341,7 @@ function encrypt(
   if (!mac) return fallback.call(this, packet);
   if (this._dead) return;
   const headerKey = this._pkHeaderKey ??= keyWords(this._encKeyPktLen);
-  const native = nativeChachaPoly();
+  const native = packet.length - 4 > SMALL_PACKET ? nativeChachaPoly() : undefined;
   if (native) {
     // Sealed in a copy with room for the tag, one write: the packet may be a framed payload's
     // buffer, handed out again once this returns.
@@ -426,10 +428,10 @@ export function packetAround(payload: Uint8Array): Buffer {
  * Encrypts a packet from packetAround where it lies, with libcrypto (openssl_chacha.ts), and
  * writes its tag into the room behind it: the packet as it goes on the wire, in the payload's
  * buffer, for the caller to write (no buffer of its own for the ciphertext, one write where
- * encrypt() makes three). Undefined, having done nothing, without libcrypto.
+ * encrypt() makes three). Undefined, having done nothing, without libcrypto or for a small packet.
  */
 export function sealFramed(cipher: unknown, packet: Buffer): Buffer | undefined {
-  const native = nativeChachaPoly();
+  const native = packet.length - 4 > SMALL_PACKET ? nativeChachaPoly() : undefined;
   if (!native) return undefined;
   const c = cipher as CipherState;
   const headerKey = c._pkHeaderKey ??= keyWords(c._encKeyPktLen);
