@@ -6,6 +6,7 @@
  * server sees every message in the order it was sent.
  */
 
+import { type PacketPort, sendJoined } from "../ssh/packet_port.ts";
 import { MSG, readUint32, writeUint32 } from "../ssh/wire.ts";
 
 /** CHANNEL_DATA's type, recipient and data length. */
@@ -18,11 +19,7 @@ export class DataJoiner {
   private heldLimit = 0;
   private flushQueued = false;
 
-  /** `sendParts`, where the server's port has it, takes the joined message as its parts. */
-  constructor(
-    private readonly send: (payload: Uint8Array) => void,
-    private readonly sendParts?: (parts: Uint8Array[]) => void,
-  ) {}
+  constructor(private readonly server: PacketPort) {}
 
   /** A CHANNEL_DATA message, already checked against `limit` (the channel's largest packet). */
   data(p: Uint8Array, limit: number): void {
@@ -31,7 +28,7 @@ export class DataJoiner {
     if (this.held.length && (recipient !== this.heldFor || this.heldBytes + n > this.heldLimit)) {
       this.flush();
     }
-    if (n >= limit) return this.send(p);
+    if (n >= limit) return this.server.send(p);
     this.held.push(p);
     this.heldBytes += n;
     this.heldFor = recipient;
@@ -48,7 +45,7 @@ export class DataJoiner {
   /** Any other message: what is held goes first. */
   other(p: Uint8Array): void {
     this.flush();
-    this.send(p);
+    this.server.send(p);
   }
 
   flush(): void {
@@ -57,21 +54,11 @@ export class DataJoiner {
     if (!held.length) return;
     this.held = [];
     this.heldBytes = 0;
-    if (held.length === 1) return this.send(held[0]);
+    if (held.length === 1) return this.server.send(held[0]);
     const head = new Uint8Array(DATA_HEAD);
     head[0] = MSG.CHANNEL_DATA;
     writeUint32(head, 1, this.heldFor);
     writeUint32(head, 5, bytes);
-    if (this.sendParts) {
-      return this.sendParts([head, ...held.map((p) => p.subarray(DATA_HEAD))]);
-    }
-    const joined = new Uint8Array(DATA_HEAD + bytes);
-    joined.set(head);
-    let at = DATA_HEAD;
-    for (const p of held) {
-      joined.set(p.subarray(DATA_HEAD), at);
-      at += p.length - DATA_HEAD;
-    }
-    this.send(joined);
+    sendJoined(this.server, [head, ...held.map((p) => p.subarray(DATA_HEAD))]);
   }
 }

@@ -26,9 +26,8 @@
  * on one session, extended data after EOF (tests/share_fuzz_test.ts throws 1,000 at it).
  */
 
-import type { PacketPort } from "../ssh/packet_port.ts";
+import { type PacketPort, sendJoined } from "../ssh/packet_port.ts";
 import {
-  concatBytes,
   DISCONNECT_PROTOCOL_ERROR,
   message,
   MSG,
@@ -76,10 +75,7 @@ export class ConnectionMux {
   private readonly toServer = (p: Uint8Array) => this.joiner.other(p);
 
   constructor(private readonly server: PacketPort, private readonly opts: MuxOptions = {}) {
-    this.joiner = new DataJoiner(
-      (p) => server.send(p),
-      server.sendParts && ((parts) => server.sendParts!(parts)),
-    );
+    this.joiner = new DataJoiner(server);
     this.log = opts.log ?? (() => {});
     this.globals = new GlobalRequests({
       send: this.toServer,
@@ -294,8 +290,7 @@ export class ConnectionMux {
       const piece = data.subarray(at, at + most);
       const head = p.slice(0, header);
       writeUint32(head, header - 4, piece.length);
-      if (ds.port.sendParts) ds.port.sendParts([head, piece]);
-      else ds.port.send(concatBytes([head, piece]));
+      sendJoined(ds.port, [head, piece]);
     }
   }
 

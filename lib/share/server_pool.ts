@@ -15,7 +15,7 @@
  */
 
 import type { PacketHandlers, PacketPort } from "../ssh/packet_port.ts";
-import { PacketInbox } from "../ssh/packet_port.ts";
+import { PacketInbox, sendJoined } from "../ssh/packet_port.ts";
 import { concatBytes, message, MSG, readUint32, SshReader, writeUint32 } from "../ssh/wire.ts";
 import { errorText } from "../util/error_text.ts";
 import { after } from "../util/timer.ts";
@@ -231,9 +231,8 @@ export class ServerPool implements PacketPort {
       this.byOurs.set(chan.ourId, chan);
     }
     const port = chan.link.port;
-    if (!parts) port.send(p);
-    else if (port.sendParts) port.sendParts(parts);
-    else port.send(concatBytes(parts));
+    if (parts) sendJoined(port, parts);
+    else port.send(p);
     if (type === MSG.CHANNEL_OPEN_FAILURE) {
       this.forget(chan);
     } else if (type === MSG.CHANNEL_CLOSE) {

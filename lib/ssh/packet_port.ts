@@ -35,6 +35,12 @@ export interface PacketPort {
   onDrain?: () => void;
 }
 
+/** Sends the payload `parts` make: as its parts where `port` joins them itself, else joined. */
+export function sendJoined(port: PacketPort, parts: Uint8Array[]): void {
+  if (port.sendParts) port.sendParts(parts);
+  else port.send(concatBytes(parts));
+}
+
 /**
  * Receiver-side buffering shared by port implementations: holds payloads and the close event
  * until start() is called, then forwards directly.
