@@ -17,7 +17,7 @@
 import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
 import { FRAME_HEAD, FRAME_TAIL } from "../ssh/framed_payload.ts";
-import { nativeChachaPoly } from "./openssl_chacha.ts";
+import { type NativeChachaPoly, nativeChachaPoly } from "./openssl_chacha.ts";
 import createPoly1305 from "npm:ssh2@1.17.0/lib/protocol/crypto/poly1305.js";
 
 /** ssh2's limit on a packet (crypto.js MAX_PACKET_SIZE). */
@@ -347,11 +347,7 @@ function encrypt(
     // buffer, handed out again once this returns.
     const sealed = Buffer.allocUnsafe(packet.length + 16);
     sealed.set(packet);
-    sealed.writeUInt32BE((sealed.readUInt32BE(0) ^ lengthMask(headerKey, this.outSeqno)) >>> 0, 0);
-    const whole = sealed.subarray(0, packet.length);
-    native.seal(this._encKeyMain, this.outSeqno, whole, sealed.subarray(packet.length));
-    this._onWrite(sealed);
-    this.outSeqno = (this.outSeqno + 1) >>> 0;
+    this._onWrite(sealWithTagRoom(native, this, sealed, packet.length));
     return;
   }
   let polyKey: Uint8Array;
@@ -433,15 +429,27 @@ export function packetAround(payload: Uint8Array): Buffer {
 export function sealFramed(cipher: unknown, packet: Buffer): Buffer | undefined {
   const native = packet.length - 4 > SMALL_PACKET ? nativeChachaPoly() : undefined;
   if (!native) return undefined;
-  const c = cipher as CipherState;
+  const whole = Buffer.from(packet.buffer, packet.byteOffset, packet.length + 16);
+  return sealWithTagRoom(native, cipher as CipherState, whole, packet.length);
+}
+
+/**
+ * Seals the clear packet in `buf[0..len)` where it lies, its tag into the 16 bytes after it, as
+ * the cipher's next packet: the length XORed with the header key's mask, the body and tag from
+ * libcrypto. Returns `buf`, ready for the wire.
+ */
+function sealWithTagRoom(
+  native: NativeChachaPoly,
+  c: CipherState,
+  buf: Buffer,
+  len: number,
+): Buffer {
   const headerKey = c._pkHeaderKey ??= keyWords(c._encKeyPktLen);
   const seqno = c.outSeqno;
-  const len = packet.length;
-  const whole = Buffer.from(packet.buffer, packet.byteOffset, len + 16);
-  whole.writeUInt32BE((whole.readUInt32BE(0) ^ lengthMask(headerKey, seqno)) >>> 0, 0);
-  native.seal(c._encKeyMain, seqno, whole.subarray(0, len), whole.subarray(len));
+  buf.writeUInt32BE((buf.readUInt32BE(0) ^ lengthMask(headerKey, seqno)) >>> 0, 0);
+  native.seal(c._encKeyMain, seqno, buf.subarray(0, len), buf.subarray(len, len + 16));
   c.outSeqno = (seqno + 1) >>> 0;
-  return whole;
+  return buf;
 }
 
 /** Puts the one-cipher methods on ssh2's chacha20-poly1305 classes (their prototypes). */

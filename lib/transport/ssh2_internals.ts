@@ -290,13 +290,8 @@ export function sendRawPayload(client: Ssh2Client, payload: Payload): void {
     releaseFramed(payload);
     return;
   }
-  const packet = w.alloc(payload.length);
-  // A whole packet (length, padding length, payload, padding) or the bare payload (compression
-  // or a key exchange under way), as alloc() made it: not allocStart, which ssh2 leaves at a key
-  // exchange's 0 for a while after the exchange, until the host key has been checked again.
-  packet.set(payload, packet.length === payload.length ? 0 : 5);
+  sendRawPayloadParts(client, [payload]);
   if (framed) releaseFramed(payload);
-  sendPacket(proto, w.finalize(packet));
 }
 
 /** sendRawPayload() of the payload made of `parts` joined: each part is copied once, into the packet. */
@@ -306,7 +301,9 @@ export function sendRawPayloadParts(client: Ssh2Client, parts: Uint8Array[]): vo
   let n = 0;
   for (const part of parts) n += part.length;
   const packet = w.alloc(n);
-  // Where alloc() made room for the payload, as in sendRawPayload (not allocStart).
+  // A whole packet (length, padding length, payload, padding) or the bare payload (compression
+  // or a key exchange under way), as alloc() made it: not allocStart, which ssh2 leaves at a key
+  // exchange's 0 for a while after the exchange, until the host key has been checked again.
   let at = packet.length === n ? 0 : 5;
   for (const part of parts) {
     packet.set(part, at);
