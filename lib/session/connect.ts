@@ -297,7 +297,7 @@ async function connectDirect(
       }));
       serveAgentChannels(new SshConnection(agentSide, DIRECT_LIMITS), agentPath, ui.log);
     }
-    const [mine, theirs] = portPair();
+    const [mine, theirs] = portPair(true);
     mux.addDownstream(theirs, {
       label: "local session",
       maxData: DIRECT_LIMITS.maxPacket,

@@ -5,6 +5,7 @@
  */
 
 import { framedPayload } from "./framed_payload.ts";
+import { copiedInbound } from "./inbound_reuse.ts";
 import { message, MSG, SshReader, SshWriter, writeUint32 } from "./wire.ts";
 
 export interface ConnectionLimits {
@@ -87,6 +88,36 @@ export interface ChunkSource extends AsyncIterable<Uint8Array> {
 /** peek()'s buffer's first size. */
 const RING_START = 32 * 1024;
 
+/**
+ * Rings of channels that have ended, for channels opened later (ringFor): a forwarded port that
+ * takes connection after connection then keeps a few rings, where each connection's ring (grown
+ * to the window's size, half a MiB) used to be left to the collector, tens of MiB with 20
+ * downloads at once. Bounded in bytes.
+ */
+const spareRings: Uint8Array[] = [];
+let spareRingBytes = 0;
+const SPARE_RING_BYTES = 12 * 1024 * 1024;
+
+/** A spare ring of at most `size` bytes (the largest there is), if any. */
+function spareRing(size: number): Uint8Array | undefined {
+  let best = -1;
+  for (let i = 0; i < spareRings.length; i++) {
+    const n = spareRings[i].length;
+    if (n <= size && (best < 0 || n > spareRings[best].length)) best = i;
+  }
+  if (best < 0) return undefined;
+  const [ring] = spareRings.splice(best, 1);
+  spareRingBytes -= ring.length;
+  return ring;
+}
+
+/** Keeps `ring` for a later channel: no view of it may be in use any more. */
+function keepRing(ring: Uint8Array): void {
+  if (spareRingBytes + ring.length > SPARE_RING_BYTES) return;
+  spareRings.push(ring);
+  spareRingBytes += ring.length;
+}
+
 /** Most bytes one read() joins together. */
 const COALESCE = 256 * 1024;
 
@@ -162,7 +193,8 @@ class InboundData implements ChunkSource {
   }
 
   async peek(): Promise<Uint8Array | null> {
-    this.ring ??= new Uint8Array(Math.min(RING_START, Math.max(this.capacity, 1)));
+    this.ring ??= spareRing(this.capacity) ??
+      new Uint8Array(Math.min(RING_START, Math.max(this.capacity, 1)));
     for (;;) {
       this.refill();
       const ring = this.ring;
@@ -170,7 +202,11 @@ class InboundData implements ChunkSource {
         return ring.subarray(this.ringHead, Math.min(this.ringHead + this.ringUsed, ring.length));
       }
       if (this.failed) throw this.failed;
-      if (this.ended) return null;
+      if (this.ended) {
+        // The reader has released all it was shown, and is told there is no more.
+        this.giveUpRing();
+        return null;
+      }
       await new Promise<void>((r) => this.wakers.push(r));
     }
   }
@@ -244,6 +280,16 @@ class InboundData implements ChunkSource {
     this.queue = [];
     this.ringUsed = 0;
     if (n) this.credit(n);
+    this.giveUpRing();
+  }
+
+  /** The ring goes to a later channel; peek() after this finds an empty one (a new one). */
+  private giveUpRing(): void {
+    if (!this.ring) return;
+    keepRing(this.ring);
+    this.ring = undefined;
+    this.ringHead = 0;
+    this.ringUsed = 0;
   }
 
   get stream(): ReadableStream<Uint8Array> {
@@ -263,10 +309,14 @@ class InboundData implements ChunkSource {
 
   push(data: Uint8Array): void {
     if (this.ended || this.failed) return;
-    if (this.discarding) return this.credit(data.length);
+    if (this.discarding) {
+      this.credit(data.length);
+      return copiedInbound(data);
+    }
     if (this.ring && this.queue.length === 0) {
       const n = this.copyIn(data);
       if (n < data.length) this.queue.push(data.subarray(n));
+      else copiedInbound(data);
     } else {
       this.queue.push(data);
     }

@@ -86,12 +86,20 @@ export class PacketInbox {
   }
 }
 
-/** Two connected in-process ports: what one sends, the other receives (asynchronously, in order). */
-export function portPair(): [PacketPort, PacketPort] {
+/**
+ * Two connected in-process ports: what one sends, the other receives, in order; asynchronously,
+ * except what the second sends when `secondDeliversAtOnce`: that reaches the first's receiver
+ * before send() returns (unless a delivery is under way, then right after it). For the mux's
+ * link to our own session: node:net reads on while data is there, and a fast download's packets
+ * otherwise wait for the microtask queue, megabytes at a time, while the channel's ring is there
+ * to take them.
+ */
+export function portPair(secondDeliversAtOnce = false): [PacketPort, PacketPort] {
   const a = new MemoryPort();
   const b = new MemoryPort();
   a.peer = b;
   b.peer = a;
+  b.atOnce = secondDeliversAtOnce;
   return [a, b];
 }
 
@@ -101,13 +109,17 @@ class MemoryPort implements PacketPort {
   private queue: Uint8Array[] = [];
   private scheduled = false;
   private closed = false;
+  atOnce = false;
+  private delivering = false;
   backlog = 0;
 
   send(payload: Uint8Array): void {
     if (this.closed) return;
     this.queue.push(payload);
     this.backlog += payload.length;
-    if (!this.scheduled) {
+    if (this.atOnce) {
+      if (!this.delivering) this.flush();
+    } else if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => this.flush());
     }
@@ -115,10 +127,18 @@ class MemoryPort implements PacketPort {
 
   private flush(): void {
     this.scheduled = false;
-    const q = this.queue;
-    this.queue = [];
-    this.backlog = 0;
-    for (const p of q) this.peer.inbox.deliver(p);
+    this.delivering = true;
+    try {
+      // What is sent while delivering joins the queue and goes in this same loop.
+      while (this.queue.length) {
+        const q = this.queue;
+        this.queue = [];
+        this.backlog = 0;
+        for (const p of q) this.peer.inbox.deliver(p);
+      }
+    } finally {
+      this.delivering = false;
+    }
   }
 
   start(handlers: PacketHandlers): void {

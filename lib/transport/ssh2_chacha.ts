@@ -17,6 +17,7 @@
 import { Buffer } from "node:buffer";
 import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto";
 import { FRAME_HEAD, FRAME_TAIL } from "../ssh/framed_payload.ts";
+import { inboundBuffer } from "../ssh/inbound_reuse.ts";
 import { type NativeChachaPoly, nativeChachaPoly } from "./openssl_chacha.ts";
 import createPoly1305 from "npm:ssh2@1.17.0/lib/protocol/crypto/poly1305.js";
 
@@ -263,7 +264,7 @@ function decrypt(
     const native = this._len > SMALL_PACKET ? nativeChachaPoly() : undefined;
     if (native && !this._pkWhole) {
       // Gathered in a buffer of its own: libcrypto deciphers it there, and it becomes the packet.
-      this._pkWhole = new Uint8Array(4 + this._len);
+      this._pkWhole = inboundBuffer(4 + this._len);
       this._pkWhole.set(this._lenBuf);
     }
     const whole = this._pkWhole;
@@ -393,6 +394,19 @@ export function encryptsIntoOwnBuffers(cipher: unknown): boolean {
     Object.getPrototypeOf(cipher) === chachaCipherProto && !(cipher as CipherState)._dead;
 }
 
+/** ssh2's chacha20-poly1305 decipher class (its prototype), once installChachaPoly has run. */
+let chachaDecipherProto: Cryptor | undefined;
+
+/**
+ * Whether `decipher` (a Protocol's inbound decipher) is ours with the fast path on: it copies
+ * every byte it keeps out of the chunks it is given, so a chunk's buffer is free again once
+ * decrypt() has returned.
+ */
+export function copiesInput(decipher: unknown): boolean {
+  return poly !== undefined && typeof decipher === "object" && decipher !== null &&
+    Object.getPrototypeOf(decipher) === chachaDecipherProto;
+}
+
 /**
  * The packet for a framed payload (lib/ssh/framed_payload.ts), written around it as ssh2's
  * ChaChaPolyCipherNative#allocPacket lays one out: packet_length, padding_length, the payload,
@@ -455,6 +469,7 @@ function sealWithTagRoom(
 /** Puts the one-cipher methods on ssh2's chacha20-poly1305 classes (their prototypes). */
 export function installChachaPoly(cipherProto: Cryptor, decipherProto: Cryptor): void {
   chachaCipherProto = cipherProto;
+  chachaDecipherProto = decipherProto;
   const ownEncrypt = cipherProto.encrypt as (packet: Buffer) => unknown;
   const ownDecrypt = decipherProto.decrypt as (d: Uint8Array, p: number, n: number) => unknown;
   const ownFree = decipherProto.free as () => void;

@@ -25,6 +25,7 @@ import { createCipheriv, createDecipheriv } from "node:crypto";
 // Before "ssh2": it swaps ssh2's zlib packet classes before ssh2's modules take them.
 import "./ssh2_zlib.ts";
 import {
+  copiesInput,
   encryptsIntoOwnBuffers,
   installChachaPoly,
   packetAround,
@@ -51,6 +52,7 @@ interface PacketWriter {
 
 interface Protocol {
   _cipher: unknown;
+  _decipher?: unknown;
   _kexinit?: unknown;
   _onPayload: (payload: Payload) => void;
   _onPacket: () => void;
@@ -313,6 +315,14 @@ export function sendRawPayloadParts(client: Ssh2Client, parts: Uint8Array[]): vo
 }
 
 /** The server's software version as PuTTY's upstream reports it: the ident minus "SSH-2.0-". */
+/**
+ * Whether the connection's decipher right now copies out all it keeps of the chunks it parses,
+ * so that a chunk's buffer may be reused once ssh2 has parsed it (socket_reads.ts).
+ */
+export function deciphersByCopying(client: Ssh2Client): boolean {
+  return copiesInput((client._protocol as Protocol | undefined)?._decipher);
+}
+
 export function serverSoftwareVersion(client: Ssh2Client): string {
   const raw = (client._protocol as Protocol)._remoteIdentRaw;
   const ident = raw ? new TextDecoder("latin1").decode(raw) : "SSH-2.0-unknown";

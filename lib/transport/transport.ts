@@ -15,6 +15,7 @@ import { type PacketHandlers, PacketInbox, type PacketPort } from "../ssh/packet
 import {
   Client,
   coalesceSocketWrites,
+  deciphersByCopying,
   divertConnectionLayer,
   type ParsedKey,
   parsePrivateKey,
@@ -27,6 +28,7 @@ import type { LoadedKey } from "../keys/private_key.ts";
 import { VERSION } from "../version.ts";
 import type { Duplex } from "node:stream";
 import { openProxied, type ProxyConfig, ProxyError, proxyFor } from "./proxy.ts";
+import { connectReadingInto } from "./socket_reads.ts";
 
 /** What ssh2's "handshake" event reports. */
 interface Negotiated {
@@ -426,11 +428,15 @@ export function openTransport(opts: TransportOptions): Promise<Transport> {
         fail(new TransportError("Timed out while waiting for handshake", "network"));
         client.end();
       });
+      const family = opts.addressFamily === "ipv4" ? 4 : opts.addressFamily === "ipv6" ? 6 : 0;
       client.connect({
-        ...(sock ? { sock } : { host: opts.host, port: opts.port }),
+        sock: sock ?? connectReadingInto(
+          opts.host,
+          opts.port,
+          family,
+          () => deciphersByCopying(client),
+        ),
         username,
-        forceIPv4: opts.addressFamily === "ipv4",
-        forceIPv6: opts.addressFamily === "ipv6",
         // Not ssh2's timer, which runs until authentication has succeeded and so would cut
         // short a user at a prompt: ours stops once the server has shown its host key.
         readyTimeout: 0,
