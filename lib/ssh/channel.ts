@@ -6,6 +6,7 @@
 
 import { framedPayload } from "./framed_payload.ts";
 import { copiedInbound } from "./inbound_reuse.ts";
+import { keepRing, spareRing } from "./spare_rings.ts";
 import { message, MSG, SshReader, SshWriter, writeUint32 } from "./wire.ts";
 
 export interface ConnectionLimits {
@@ -87,36 +88,6 @@ export interface ChunkSource extends AsyncIterable<Uint8Array> {
 
 /** peek()'s buffer's first size. */
 const RING_START = 32 * 1024;
-
-/**
- * Rings of channels that have ended, for channels opened later (ringFor): a forwarded port that
- * takes connection after connection then keeps a few rings, where each connection's ring (grown
- * to the window's size, half a MiB) used to be left to the collector, tens of MiB with 20
- * downloads at once. Bounded in bytes.
- */
-const spareRings: Uint8Array[] = [];
-let spareRingBytes = 0;
-const SPARE_RING_BYTES = 12 * 1024 * 1024;
-
-/** A spare ring of at most `size` bytes (the largest there is), if any. */
-function spareRing(size: number): Uint8Array | undefined {
-  let best = -1;
-  for (let i = 0; i < spareRings.length; i++) {
-    const n = spareRings[i].length;
-    if (n <= size && (best < 0 || n > spareRings[best].length)) best = i;
-  }
-  if (best < 0) return undefined;
-  const [ring] = spareRings.splice(best, 1);
-  spareRingBytes -= ring.length;
-  return ring;
-}
-
-/** Keeps `ring` for a later channel: no view of it may be in use any more. */
-function keepRing(ring: Uint8Array): void {
-  if (spareRingBytes + ring.length > SPARE_RING_BYTES) return;
-  spareRings.push(ring);
-  spareRingBytes += ring.length;
-}
 
 /** Most bytes one read() joins together. */
 const COALESCE = 256 * 1024;
