@@ -8,6 +8,8 @@
  * Light on purpose: the connection layer (and so the downstream path) builds these.
  */
 
+import { SpareBuffers } from "./spare_buffers.ts";
+
 /** Room before the payload: uint32 packet_length and byte padding_length (RFC 4253 6). */
 export const FRAME_HEAD = 5;
 /** Room after it: the most random padding a packet takes (4 + a cipher block of 16, rounded). */
@@ -25,14 +27,12 @@ const POOLED_MIN = POOLED_SIZE / 2;
 const SPARES_KEPT = 8;
 
 const framed = new WeakSet<ArrayBuffer>();
-const spares: ArrayBuffer[] = [];
+const pooled = new SpareBuffers(POOLED_SIZE, SPARES_KEPT);
 
 /** A payload of `size` bytes, framed. A reused buffer keeps old bytes: the caller fills it all. */
 export function framedPayload(size: number): Uint8Array {
   if (size > POOLED_MIN && size <= POOLED_SIZE - FRAME_HEAD - FRAME_TAIL) {
-    const spare = spares.pop();
-    if (spare) return new Uint8Array(spare, FRAME_HEAD, size);
-    const buf = new ArrayBuffer(POOLED_SIZE);
+    const buf = pooled.take();
     framed.add(buf);
     return new Uint8Array(buf, FRAME_HEAD, size);
   }
@@ -52,8 +52,5 @@ export function isFramed(p: Uint8Array): boolean {
  * be handed out again. Only its last holder (the transport, after encrypting it) may say so.
  */
 export function releaseFramed(p: Uint8Array): void {
-  const buf = p.buffer as ArrayBuffer;
-  if (buf.byteLength !== POOLED_SIZE || !framed.has(buf)) return;
-  if (spares.length >= SPARES_KEPT || spares.includes(buf)) return;
-  spares.push(buf);
+  pooled.give(p.buffer as ArrayBuffer);
 }

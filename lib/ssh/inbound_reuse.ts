@@ -10,27 +10,22 @@
  * that queued a view of it. A buffer nobody hands back is collected as any other.
  */
 
+import { SpareBuffers } from "./spare_buffers.ts";
+
 /** A reusable buffer's size: 32 KiB of channel data (the most our channels ask for) and headers. */
 const SPARE_SIZE = 4 + 33 * 1024;
 /** Buffers kept for reuse: what one read from the socket brings, and some. */
 const SPARES_KEPT = 32;
 
-const ours = new WeakSet<ArrayBuffer>();
-const spares: ArrayBuffer[] = [];
+const pooled = new SpareBuffers(SPARE_SIZE, SPARES_KEPT);
 
 /** A buffer of `size` bytes for one incoming packet; it holds old data: fill all of it. */
 export function inboundBuffer(size: number): Uint8Array {
   if (size > SPARE_SIZE) return new Uint8Array(size);
-  const spare = spares.pop();
-  if (spare) return new Uint8Array(spare, 0, size);
-  const made = new ArrayBuffer(SPARE_SIZE);
-  ours.add(made);
-  return new Uint8Array(made, 0, size);
+  return new Uint8Array(pooled.take(), 0, size);
 }
 
 /** `data` (a view of an incoming payload) has been copied, and nothing refers to its packet. */
 export function copiedInbound(data: Uint8Array): void {
-  const buf = data.buffer as ArrayBuffer;
-  if (!ours.has(buf) || spares.length >= SPARES_KEPT || spares.includes(buf)) return;
-  spares.push(buf);
+  pooled.give(data.buffer as ArrayBuffer);
 }

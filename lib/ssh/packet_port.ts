@@ -95,11 +95,10 @@ export class PacketInbox {
  * to take them.
  */
 export function portPair(secondDeliversAtOnce = false): [PacketPort, PacketPort] {
-  const a = new MemoryPort();
-  const b = new MemoryPort();
+  const a = new MemoryPort(false);
+  const b = new MemoryPort(secondDeliversAtOnce);
   a.peer = b;
   b.peer = a;
-  b.atOnce = secondDeliversAtOnce;
   return [a, b];
 }
 
@@ -109,9 +108,11 @@ class MemoryPort implements PacketPort {
   private queue: Uint8Array[] = [];
   private scheduled = false;
   private closed = false;
-  atOnce = false;
   private delivering = false;
   backlog = 0;
+
+  /** `atOnce`: send() delivers before it returns (see portPair). */
+  constructor(private readonly atOnce: boolean) {}
 
   send(payload: Uint8Array): void {
     if (this.closed) return;
@@ -129,13 +130,13 @@ class MemoryPort implements PacketPort {
     this.scheduled = false;
     this.delivering = true;
     try {
-      // What is sent while delivering joins the queue and goes in this same loop.
-      while (this.queue.length) {
+      // Sent while delivering: at once, in this same loop; otherwise at the next flush.
+      do {
         const q = this.queue;
         this.queue = [];
         this.backlog = 0;
         for (const p of q) this.peer.inbox.deliver(p);
-      }
+      } while (this.atOnce && this.queue.length);
     } finally {
       this.delivering = false;
     }

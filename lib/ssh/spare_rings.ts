@@ -1,5 +1,5 @@
 /**
- * Rings of channels that have ended, for channels opened later (ringFor): a forwarded port that
+ * Rings of channels that have ended, for channels opened later (spareRing): a forwarded port that
  * takes connection after connection then keeps a few rings, where each connection's ring (grown
  * to the window's size, half a MiB) used to be left to the collector, tens of MiB with 20
  * downloads at once. Bounded in bytes.

@@ -30,10 +30,10 @@ export function connectReadingInto(
     onread: {
       buffer,
       callback(n: number) {
-        const chunk = copiesInput() ? buffer.subarray(0, n) : Buffer.from(buffer.subarray(0, n));
+        const read = buffer.subarray(0, n);
         // Not before ssh2 listens (it does so once connected): kept until then.
-        if (sock.listenerCount("data") === 0) early.push(Buffer.from(chunk));
-        else sock.emit("data", chunk);
+        if (sock.listenerCount("data") === 0) early.push(Buffer.from(read));
+        else sock.emit("data", copiesInput() ? read : Buffer.from(read));
         return true;
       },
     },

@@ -314,7 +314,6 @@ export function sendRawPayloadParts(client: Ssh2Client, parts: Uint8Array[]): vo
   sendPacket(proto, w.finalize(packet));
 }
 
-/** The server's software version as PuTTY's upstream reports it: the ident minus "SSH-2.0-". */
 /**
  * Whether the connection's decipher right now copies out all it keeps of the chunks it parses,
  * so that a chunk's buffer may be reused once ssh2 has parsed it (socket_reads.ts).
@@ -323,6 +322,7 @@ export function deciphersByCopying(client: Ssh2Client): boolean {
   return copiesInput((client._protocol as Protocol | undefined)?._decipher);
 }
 
+/** The server's software version as PuTTY's upstream reports it: the ident minus "SSH-2.0-". */
 export function serverSoftwareVersion(client: Ssh2Client): string {
   const raw = (client._protocol as Protocol)._remoteIdentRaw;
   const ident = raw ? new TextDecoder("latin1").decode(raw) : "SSH-2.0-unknown";
