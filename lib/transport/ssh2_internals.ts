@@ -32,7 +32,10 @@ import {
   sealFramed,
 } from "./ssh2_chacha.ts";
 import { isFramed, releaseFramed } from "../ssh/framed_payload.ts";
-import ssh2 from "npm:ssh2@1.17.0";
+// ssh2's Client and key parser, not its index, which also loads its Server, key generator and
+// HTTP agents (node:http, node:https, node:tls): ~20 ms of every direct connection's start.
+import ssh2Client from "npm:ssh2@1.17.0/lib/client.js";
+import ssh2KeyParser from "npm:ssh2@1.17.0/lib/protocol/keyParser.js";
 import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
 import ssh2Utils from "npm:ssh2@1.17.0/lib/protocol/utils.js";
 import ssh2Crypto from "npm:ssh2@1.17.0/lib/protocol/crypto.js";
@@ -65,8 +68,9 @@ interface Protocol {
 // deno-lint-ignore no-explicit-any
 export type Ssh2Client = any;
 
-export const Client: new () => Ssh2Client = ssh2.Client;
-export const utils = ssh2.utils;
+export const Client: new () => Ssh2Client = ssh2Client;
+// deno-lint-ignore no-explicit-any
+const utils: { parseKey(key: Uint8Array | string, passphrase?: string): any } = ssh2KeyParser;
 
 const handlers =
   MESSAGE_HANDLERS as unknown as (((p: Protocol, payload: Payload) => void) | undefined)[];
