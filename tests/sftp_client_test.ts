@@ -9,10 +9,11 @@ import { join } from "node:path";
 import { SftpClient } from "../lib/sftp/client.ts";
 import {
   FX,
+  FXP,
   isDirectory,
   isRegularFile,
   OPEN,
-  PacketSplitter,
+  ReplyReader,
   SftpError,
 } from "../lib/sftp/protocol.ts";
 import { download, upload } from "../lib/files/sftp_pipeline.ts";
@@ -36,13 +37,18 @@ async function* chunksOf(data: Uint8Array, size: number): AsyncIterable<Uint8Arr
   for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
 }
 
-async function fetchAll(sftp: SftpClient, path: string, offset = 0): Promise<Uint8Array> {
+async function fetchAll(
+  sftp: SftpClient,
+  path: string,
+  offset = 0,
+  more: { blockSize?: number; maxAhead?: number } = {},
+): Promise<Uint8Array> {
   const h = await sftp.open(path, OPEN.READ);
   const parts: Uint8Array[] = [];
   await download(h, (c) => {
     parts.push(c.slice());
     return Promise.resolve();
-  }, { offset });
+  }, { offset, ...more });
   await h.close();
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
@@ -53,48 +59,90 @@ async function fetchAll(sftp: SftpClient, path: string, offset = 0): Promise<Uin
   return out;
 }
 
-Deno.test("SFTP packets are split out of any chunking as views of the chunks", () => {
-  const bodies = [randomBytes(1), randomBytes(70000), randomBytes(5)];
-  const stream = new Uint8Array(bodies.reduce((n, b) => n + 4 + b.length, 0));
+/** One SFTP packet on the wire: length, type, the rest. */
+function sftpPacket(type: number, rest: Uint8Array): Uint8Array {
+  const p = new Uint8Array(5 + rest.length);
+  new DataView(p.buffer).setUint32(0, 1 + rest.length);
+  p[4] = type;
+  p.set(rest, 5);
+  return p;
+}
+
+/** A DATA reply's body after its type: id, the data as a string, then `extra` bytes. */
+function dataBody(id: number, data: Uint8Array, extra = 0): Uint8Array {
+  const b = new Uint8Array(8 + data.length + extra);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, id);
+  v.setUint32(4, data.length);
+  b.set(data, 8);
+  return b;
+}
+
+Deno.test("SFTP replies are read out of any chunking; DATA for a sink streams to it", () => {
+  const big = randomBytes(70000);
+  const whole = [
+    sftpPacket(FXP.STATUS, randomBytes(20)),
+    sftpPacket(FXP.DATA, dataBody(8, randomBytes(100))), // no sink: whole
+    sftpPacket(FXP.VERSION, new Uint8Array(0)), // one byte long
+  ];
+  const packets = [
+    whole[0],
+    sftpPacket(FXP.DATA, dataBody(7, big, 3)), // to a sink, 3 bytes after the data
+    whole[1],
+    sftpPacket(FXP.DATA, dataBody(9, new Uint8Array(0))), // to a sink, empty
+    whole[2],
+  ];
+  const stream = new Uint8Array(packets.reduce((n, p) => n + p.length, 0));
   let at = 0;
-  for (const b of bodies) {
-    new DataView(stream.buffer).setUint32(at, b.length);
-    stream.set(b, at + 4);
-    at += 4 + b.length;
+  for (const p of packets) {
+    stream.set(p, at);
+    at += p.length;
   }
-  for (const cuts of [[1, 2, 3, 7, 32768, 65536, 70009], [70009], [4, 5, 9]]) {
-    const split = new PacketSplitter();
-    const got: Uint8Array[][] = [];
-    const pushed = new Set<ArrayBufferLike>();
+  const everyByte = Array.from({ length: 200 }, (_, i) => i + 1);
+  for (const cuts of [[1, 2, 3, 7, 30, 32768, 65536, 70009], [70009], [4, 5, 9, 13], everyByte]) {
+    const got: Uint8Array[] = [];
+    const streamed = new Map<number, { data: Uint8Array; fill: number; ended?: number }>();
+    const sinkFor = (id: number) => {
+      if (id !== 7 && id !== 9) return undefined;
+      const s = {
+        data: new Uint8Array(id === 7 ? big.length : 0),
+        fill: 0,
+        ended: undefined as number | undefined,
+      };
+      streamed.set(id, s);
+      return {
+        piece: (chunk: Uint8Array, off: number) => {
+          assert.equal(off, s.fill, "pieces come in order");
+          assert.equal(s.ended, undefined);
+          s.data.set(chunk, off);
+          s.fill += chunk.length;
+        },
+        end: (n: number) => (s.ended = n),
+      };
+    };
+    const reader = new ReplyReader(1 << 20, sinkFor, (b) => got.push(b.slice()));
     let from = 0;
     for (const to of [...cuts, stream.length]) {
-      const chunk = stream.slice(from, to);
+      reader.push(stream.subarray(from, to));
       from = to;
-      split.push(chunk);
-      pushed.add(chunk.buffer);
-      for (let p = split.next(1 << 20); p; p = split.next(1 << 20)) {
-        // Views of what was pushed: nothing copied.
-        for (const piece of p) assert.ok(pushed.has(piece.buffer));
-        got.push(p);
-      }
     }
-    assert.equal(got.length, bodies.length, `cuts ${cuts}`);
-    got.forEach((pieces, i) => {
-      const joined = new Uint8Array(pieces.reduce((n, c) => n + c.length, 0));
-      let k = 0;
-      for (const c of pieces) {
-        assert.ok(c.byteLength > 0);
-        joined.set(c, k);
-        k += c.length;
-      }
-      assert.deepEqual(joined, bodies[i]);
-    });
+    assert.deepEqual(got, whole.map((p) => p.subarray(4)), `cuts ${cuts.length}`);
+    assert.equal(streamed.get(7)?.ended, big.length);
+    assert.deepEqual(streamed.get(7)?.data, big);
+    assert.equal(streamed.get(9)?.ended, 0);
   }
-  assert.throws(() => {
-    const split = new PacketSplitter();
-    split.push(new Uint8Array([0, 0x20, 0, 0, 1]));
-    split.next(1 << 20);
-  }, /bad SFTP packet length/);
+  const none = () => undefined;
+  assert.throws(
+    () => new ReplyReader(1 << 20, none, () => {}).push(new Uint8Array([0, 0x20, 0, 0, 1])),
+    /bad SFTP packet length/,
+  );
+  const lying = sftpPacket(FXP.DATA, dataBody(7, new Uint8Array(4)));
+  lying[12] = 200; // says 200 bytes of data in a packet that holds 4
+  const sink = { piece: () => {}, end: () => {} };
+  assert.throws(
+    () => new ReplyReader(1 << 20, () => sink, () => {}).push(lying),
+    /longer than its packet/,
+  );
 });
 
 Deno.test("SFTP client against OpenSSH internal-sftp", opts, async (t) => {
@@ -196,6 +244,17 @@ Deno.test("SFTP client against OpenSSH internal-sftp", opts, async (t) => {
       }
       assert.equal(await sha256(got), await sha256(data));
     });
+
+    await t.step(
+      "a download buffer that is no whole number of blocks wraps correctly",
+      async () => {
+        const path = `${dir}/clamped.bin`;
+        const got = await fetchAll(sftp, path, 12345, { blockSize: 30_000, maxAhead: 100_001 });
+        assert.equal(got.length, 2 * 1024 * 1024 - 12345);
+        const whole = await Deno.readFile(join(dir, "clamped.bin"));
+        assert.equal(await sha256(got), await sha256(whole.subarray(12345)));
+      },
+    );
 
     await t.step("rename, posix-rename over an existing file, setstat, remove", async () => {
       const a = `${dir}/a.txt`;

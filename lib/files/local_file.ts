@@ -189,6 +189,12 @@ export class LocalFileWriter implements Temporary {
 
   async write(chunk: Uint8Array): Promise<void> {
     let at = 0;
+    // A regular file is written in place: an async write costs a hop to another thread, with a
+    // duplicated descriptor, for what is a copy into the page cache. A FIFO or device may block.
+    if (this.regular) {
+      while (at < chunk.length) at += this.file.writeSync(chunk.subarray(at));
+      return;
+    }
     while (at < chunk.length) at += await this.file.write(chunk.subarray(at));
   }
 

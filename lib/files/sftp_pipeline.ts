@@ -5,8 +5,8 @@
  * to the sink (download), or read from the source but not yet acknowledged (upload).
  */
 
-import { concatBytes } from "../ssh/wire.ts";
 import type { SftpHandle } from "../sftp/client.ts";
+import { SftpProtocolError } from "../sftp/protocol.ts";
 
 export interface TransferOptions {
   /** Start offset (resume: reget/reput). Default 0. */
@@ -22,20 +22,19 @@ export interface TransferOptions {
 /** 32 KiB is what every SFTP server accepts (OpenSSH's sftp uses it by default). */
 const DEFAULT_BLOCK = 32 * 1024;
 const LARGE_BLOCK = 128 * 1024;
-/**
- * 1 MiB keeps a loopback link busy. More costs memory and CPU: data that waits longer in flight
- * outlives V8's young-generation collections, so the old generation fills with dead buffers
- * that only a full collection frees.
- */
+/** 1 MiB keeps a loopback link busy, as PuTTY's 1 MiB of requests in flight does. */
 const MAX_AHEAD = 1024 * 1024;
 /**
- * Size of the buffer a download's data is gathered in for its sink: one buffer for the whole
- * transfer, so each byte is copied once (from the packets it came in) and nothing large is
- * allocated per block. A reply is copied in as soon as it is next in line and the sink is not
- * writing the buffer: its packets' buffers then die young, where data left waiting outlived
- * V8's young-generation collections and piled up in the old generation until a full one.
+ * Most bytes handed to the sink at once: it pays per call (an async write each), and while it
+ * writes, what it holds is not yet free for new requests.
  */
-const COALESCE = 512 * 1024;
+const SINK_RUN = 256 * 1024;
+
+/**
+ * A download's buffer, kept for the next download (psftp's mget, pscp -r): a download of many
+ * small files would otherwise make one per file.
+ */
+let spareRing: Uint8Array | undefined;
 
 function blockSizeFor(handle: SftpHandle, wanted: number | undefined, kind: "read" | "write") {
   if (wanted) return wanted;
@@ -50,6 +49,10 @@ function blockSizeFor(handle: SftpHandle, wanted: number | undefined, kind: "rea
  * A chunk is lent: it is valid until the promise `sink` returns settles, then overwritten (a
  * sink that keeps data copies it). Short reads (a server may return fewer bytes than asked) are
  * re-requested. Returns the number of bytes transferred (not counting the start offset).
+ *
+ * Data is copied once, from the channel's packets as they come, into one buffer of maxAhead
+ * bytes indexed by file offset: every byte requested lies within maxAhead of the next one the
+ * sink wants, so each has its own place there, whatever order the replies come in.
  */
 export function download(
   handle: SftpHandle,
@@ -58,33 +61,33 @@ export function download(
 ): Promise<number> {
   const start = opts.offset ?? 0;
   const block = blockSizeFor(handle, opts.blockSize, "read");
-  const maxAhead = Math.max(opts.maxAhead ?? MAX_AHEAD, block);
+  const size = Math.max(opts.maxAhead ?? MAX_AHEAD, block);
   /** Next offset never yet requested. */
   let nextRequest = start;
   /** Next offset the sink wants. */
   let nextDeliver = start;
   /** Offset at which the server said EOF, once it has. */
   let eofAt = Infinity;
-  /** Bytes requested and not yet delivered to the sink. */
+  /** Bytes requested and not yet delivered to the sink: at most `size`. */
   let ahead = 0;
   let inFlight = 0;
   /**
    * How far ahead we may be: starts at two blocks (a small file costs two requests, not a
-   * hundred past its end) and grows with every full block, up to maxAhead.
+   * hundred past its end) and grows with every full block, up to `size`.
    */
-  let allowance = Math.min(maxAhead, 2 * block);
+  let allowance = Math.min(size, 2 * block);
   /** Ranges to (re-)request before new ones: the tails of short reads. */
   const retries: [number, number][] = [];
-  /** Data that came in, by offset, not yet gathered: the pieces it arrived in, their length. */
-  const arrived = new Map<number, { pieces: Uint8Array[]; length: number }>();
-  /** Next offset not yet gathered: nextDeliver plus what the sink and `gathering` hold. */
-  let gathered = start;
-  let gathering: Uint8Array | undefined;
-  let filled = 0;
-  /** Whether the sink has the buffer (lent until its write settles). */
-  let lent = false;
+  /** Replies that came ahead of `received`: offset -> length. */
+  const arrived = new Map<number, number>();
+  /** Every byte from nextDeliver up to here has come. */
+  let received = start;
+  let ring: Uint8Array | undefined;
   let sinking = false;
   let settled = false;
+
+  /** Where file offset `at` lies in the ring. */
+  const place = (at: number) => (at - start) % size;
 
   return new Promise<number>((resolve, reject) => {
     const failWith = (e: unknown) => {
@@ -112,10 +115,10 @@ export function download(
         }
         issue(off, len);
       }
-      gather();
-      if (!sinking && (filled > 0 || arrived.has(gathered))) deliver();
+      if (!sinking && received > nextDeliver) deliver();
       if (finished() && !settled) {
         settled = true;
+        if (ring?.length === size) spareRing = ring;
         resolve(nextDeliver - start);
       }
     };
@@ -134,86 +137,63 @@ export function download(
       });
     };
 
+    const copyIn = (chunk: Uint8Array, at: number) => {
+      if (!ring) {
+        ring = spareRing?.length === size ? spareRing : new Uint8Array(size);
+        spareRing = undefined;
+      }
+      const p = place(at);
+      const first = Math.min(chunk.length, size - p);
+      ring.set(first === chunk.length ? chunk : chunk.subarray(0, first), p);
+      if (first < chunk.length) ring.set(chunk.subarray(first), 0);
+    };
+
     const issue = (off: number, len: number) => {
       inFlight++;
-      // Callbacks, not a promise (see readPiecesThen); the reply is gathered at once if it can be.
-      handle.readPiecesThen(off, len, (pieces) => {
+      let overrun = false;
+      handle.readInto(off, len, (chunk, at) => {
+        if (settled) return;
+        if (at + chunk.length > len) overrun = true;
+        else copyIn(chunk, off + at);
+      }, (got) => {
         inFlight--;
-        try {
-          let got = 0;
-          for (const p of pieces ?? []) got += p.length;
-          if (got === 0) {
-            // EOF here: nothing at or after `off` exists.
-            if (off < eofAt) eofAt = off;
-          } else {
-            arrived.set(off, { pieces: pieces!, length: got });
-            if (got < len) {
-              if (off + got < eofAt) retries.push([off + got, len - got]);
-            } else {
-              // Slow start: a full block back earns room for one more in flight.
-              allowance = Math.min(maxAhead, allowance + block);
-            }
-          }
-          gather();
-          pumpSoon();
-        } catch (e) {
-          failWith(e);
+        if (settled) return;
+        if (overrun || (got ?? 0) > len) {
+          return failWith(new SftpProtocolError("SFTP server sent more data than was asked for"));
         }
+        if (!got) {
+          // EOF here: nothing at or after `off` exists.
+          if (off < eofAt) eofAt = off;
+        } else {
+          arrived.set(off, got);
+          if (got < len) {
+            if (off + got < eofAt) retries.push([off + got, len - got]);
+          } else {
+            // Slow start: a full block back earns room for one more in flight.
+            allowance = Math.min(size, allowance + block);
+          }
+          for (let n = arrived.get(received); n; n = arrived.get(received)) {
+            arrived.delete(received);
+            received += n;
+          }
+        }
+        pumpSoon();
       }, (e) => {
         inFlight--;
         failWith(e);
       });
     };
 
-    /**
-     * Copies the data that follows what is gathered into the buffer, as far as it fits, unless
-     * the sink has it. A reply longer than the whole buffer stays in `arrived`, for takeRun to
-     * hand over as it is.
-     */
-    const gather = () => {
-      if (lent) return;
-      for (let c = arrived.get(gathered); c; c = arrived.get(gathered)) {
-        if (filled + c.length > COALESCE) return;
-        gathering ??= new Uint8Array(COALESCE);
-        for (const p of c.pieces) {
-          gathering.set(p, filled);
-          filled += p.length;
-        }
-        arrived.delete(gathered);
-        gathered += c.length;
-      }
-    };
-
-    /**
-     * The next run of data for the sink: what the buffer holds (the sink pays per call, an
-     * async write each, not per byte), else an over-long reply as it came.
-     */
-    const takeRun = (): Uint8Array | undefined => {
-      gather();
-      if (filled > 0) {
-        const run = gathering!.subarray(0, filled);
-        lent = true;
-        filled = 0;
-        return run;
-      }
-      const c = arrived.get(gathered);
-      if (!c) return undefined;
-      arrived.delete(gathered);
-      gathered += c.length;
-      return c.pieces.length === 1 ? c.pieces[0] : concatBytes(c.pieces);
-    };
-
     const deliver = async () => {
       sinking = true;
       try {
-        for (;;) {
-          const chunk = takeRun();
-          if (!chunk) break;
-          await sink(chunk);
-          lent = false;
+        while (received > nextDeliver) {
+          const p = place(nextDeliver);
+          const n = Math.min(received - nextDeliver, size - p, SINK_RUN);
+          await sink(ring!.subarray(p, p + n));
           if (settled) return;
-          nextDeliver += chunk.length;
-          ahead -= chunk.length;
+          nextDeliver += n;
+          ahead -= n;
           opts.onProgress?.(nextDeliver);
         }
       } catch (e) {

@@ -10,15 +10,16 @@
 
 import type { SshConnection } from "../ssh/connection.ts";
 import type { Channel } from "../ssh/channel.ts";
-import { concatBytes, readUint32, SshReader, SshWriter } from "../ssh/wire.ts";
+import { SshReader, SshWriter } from "../ssh/wire.ts";
 import {
   type Attrs,
+  type DataSink,
   type DirEntry,
   expectStatus,
   FX,
   FXP,
-  PacketSplitter,
   readAttrs,
+  ReplyReader,
   SftpError,
   SftpProtocolError,
   SftpUnavailableError,
@@ -30,12 +31,9 @@ import {
 interface Pending {
   resolve(r: SshReader, type: number): void;
   reject(e: Error): void;
-  /** Takes a DATA reply as the pieces it arrived in (a READ's waiter), instead of resolve. */
-  data?(pieces: Uint8Array[]): void;
+  /** Where a DATA reply's data goes as it comes (a READ's waiter), instead of to resolve. */
+  data?: DataSink;
 }
-
-/** type, request id, and the data's length: what precedes the data of a DATA reply. */
-const DATA_HEAD = 9;
 
 /** Largest packet we accept from the server (OpenSSH's own limit is 256 KiB). */
 const MAX_PACKET = 1024 * 1024;
@@ -59,6 +57,8 @@ export class SftpClient {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private sendChain: Promise<void> = Promise.resolve();
+  /** Packets in sendChain not yet written. */
+  private waitingSends = 0;
   private failure?: Error;
   private closedResolve!: (e: Error | undefined) => void;
   private closing = false;
@@ -120,13 +120,19 @@ export class SftpClient {
   }
 
   private async readLoop(): Promise<void> {
-    const split = new PacketSplitter();
+    const reader = new ReplyReader(MAX_PACKET, (id) => this.dataSink(id), (p) => this.dispatch(p));
+    let broken = false;
     try {
-      const source = this.ch.stdout;
-      for (let chunks = await source.readAll(); chunks; chunks = await source.readAll()) {
-        for (const c of chunks) split.push(c);
-        for (let p = split.next(MAX_PACKET); p; p = split.next(MAX_PACKET)) this.dispatch(p);
-      }
+      await this.ch.stdout.consume((chunk) => {
+        if (broken) return;
+        try {
+          reader.push(chunk);
+        } catch (e) {
+          broken = true;
+          this.fail(e instanceof Error ? e : new Error(String(e)));
+          this.ch.close();
+        }
+      });
       this.fail(new SftpProtocolError("server closed the SFTP channel"));
     } catch (e) {
       this.fail(e instanceof Error ? e : new Error(String(e)));
@@ -134,13 +140,20 @@ export class SftpClient {
     }
   }
 
-  private dispatch(pieces: Uint8Array[]): void {
-    const first = pieces[0];
-    if (pieces.length > 1 && first[0] === FXP.DATA && first.length >= DATA_HEAD) {
-      const waiter = this.pending.get(readUint32(first, 1));
-      if (waiter?.data) return this.dispatchData(waiter, readUint32(first, 1), pieces);
-    }
-    const p = pieces.length === 1 ? first : concatBytes(pieces);
+  /** The sink of a READ that takes its data as it comes; the request is answered at its end. */
+  private dataSink(id: number): DataSink | undefined {
+    const sink = this.pending.get(id)?.data;
+    if (!sink) return undefined;
+    return {
+      piece: (chunk, at) => sink.piece(chunk, at),
+      end: (length) => {
+        this.pending.delete(id);
+        sink.end(length);
+      },
+    };
+  }
+
+  private dispatch(p: Uint8Array): void {
     const type = p[0];
     const r = new SshReader(p, 1);
     if (type === FXP.VERSION) {
@@ -156,27 +169,6 @@ export class SftpClient {
     waiter.resolve(r, type);
   }
 
-  /** A DATA reply in pieces, handed over without joining them. */
-  private dispatchData(waiter: Pending, id: number, pieces: Uint8Array[]): void {
-    let total = -DATA_HEAD;
-    for (const c of pieces) total += c.length;
-    const len = readUint32(pieces[0], 5);
-    if (len > total) throw new SftpProtocolError("SFTP DATA reply longer than its packet");
-    this.pending.delete(id);
-    const data = pieces.slice();
-    data[0] = data[0].subarray(DATA_HEAD);
-    if (data[0].length === 0) data.shift();
-    // Bytes after the data string (none in version 3) are not data.
-    for (let extra = total - len; extra > 0;) {
-      const last = data[data.length - 1];
-      const k = Math.min(extra, last.length);
-      if (k === last.length) data.pop();
-      else data[data.length - 1] = last.subarray(0, last.length - k);
-      extra -= k;
-    }
-    waiter.data!(data);
-  }
-
   private fail(err: Error): void {
     if (this.failure) return;
     this.failure = this.closing ? new SftpProtocolError("SFTP session closed") : err;
@@ -185,10 +177,20 @@ export class SftpClient {
     this.closedResolve(this.closing ? undefined : err);
   }
 
-  /** Sends one packet; packets are written whole and in order even when the window is short. */
+  /**
+   * Sends one packet; packets are written whole and in order even when the window is short.
+   * One that fits the window with nothing before it waiting goes at once: a burst of requests
+   * made together then leaves in one write to the socket, not one each.
+   */
   private send(packet: Uint8Array): void {
-    this.sendChain = this.sendChain.then(() => this.ch.write(packet)).catch((e) => {
-      this.fail(e instanceof Error ? e : new Error(String(e)));
+    const failed = (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e)));
+    if (this.waitingSends === 0 && this.ch.writesAtOnce(packet.length)) {
+      this.ch.write(packet).catch(failed);
+      return;
+    }
+    this.waitingSends++;
+    this.sendChain = this.sendChain.then(() => this.ch.write(packet)).catch(failed).finally(() => {
+      this.waitingSends--;
     });
   }
 
@@ -372,46 +374,55 @@ export class SftpClient {
     return this.statusRequest(FXP.CLOSE, (w) => w.string(handle));
   }
 
-  /**
-   * @internal The data as the pieces it arrived in (views of the channel's chunks, never
-   * empty), or null at end of file.
-   */
-  readPieces(handle: Uint8Array, offset: number, length: number): Promise<Uint8Array[] | null> {
-    return new Promise((resolve, reject) => {
-      this.readPiecesThen(handle, offset, length, resolve, reject);
-    });
+  /** @internal The data (a copy of its own), or null at end of file. */
+  async read(handle: Uint8Array, offset: number, length: number): Promise<Uint8Array | null> {
+    const [r, t] = await this.requestTyped(
+      FXP.READ,
+      (w) => w.string(handle).uint64(offset).uint32(length),
+    );
+    if (t === FXP.DATA) return r.bytes();
+    if (t !== FXP.STATUS) throw statusOrUnexpected(r, t, "DATA");
+    const code = r.uint32();
+    if (code !== FX.EOF) throw new SftpError(code, statusMessage(r));
+    return null;
   }
 
   /**
-   * @internal readPieces() with callbacks: the data goes straight to `onData`, while the reply
-   * is being read. A promise keeps it as its result for as long as the promise lives; with one
-   * per READ, a 100 MiB download's dead packet buffers reached V8's old generation and its peak
-   * RSS was ~17 MiB higher.
+   * @internal A READ whose data goes to `into` as it comes, straight from the channel's chunks
+   * (lent: copy what you keep during the call); `done` gets its length (0 for an empty reply),
+   * or null at end of file. Callbacks, not a promise, so nothing holds the data after it came.
    */
-  readPiecesThen(
+  readInto(
     handle: Uint8Array,
     offset: number,
     length: number,
-    onData: (pieces: Uint8Array[] | null) => void,
+    into: (chunk: Uint8Array, at: number) => void,
+    done: (length: number | null) => void,
     onError: (e: Error) => void,
   ): void {
+    const fail = (e: unknown) => onError(e instanceof Error ? e : new Error(String(e)));
     this.sendRequest(FXP.READ, (w) => w.string(handle).uint64(offset).uint32(length), {
-      data: onData,
+      data: {
+        piece: into,
+        end: (n) => {
+          try {
+            done(n);
+          } catch (e) {
+            fail(e);
+          }
+        },
+      },
       reject: onError,
       resolve: (r, t) => {
         try {
-          if (t === FXP.DATA) {
-            const data = r.bytes();
-            return onData(data.length ? [data] : []);
-          }
-          if (t !== FXP.STATUS) {
-            throw new SftpProtocolError(`unexpected SFTP packet type ${t} (expected DATA)`);
-          }
+          // A DATA reply comes here only if too short to hold its data's length.
+          if (t === FXP.DATA) throw new SftpProtocolError("malformed SFTP DATA reply");
+          if (t !== FXP.STATUS) throw statusOrUnexpected(r, t, "DATA");
           const code = r.uint32();
           if (code !== FX.EOF) throw new SftpError(code, statusMessage(r));
-          onData(null);
+          done(null);
         } catch (e) {
-          onError(e instanceof Error ? e : new Error(String(e)));
+          fail(e);
         }
       },
     });
@@ -467,24 +478,19 @@ export class SftpHandle {
   ) {}
 
   /** Up to `length` bytes at `offset` (servers may return fewer); null at end of file. */
-  async read(offset: number, length: number): Promise<Uint8Array | null> {
-    const pieces = await this.readPieces(offset, length);
-    return pieces && (pieces.length === 1 ? pieces[0] : concatBytes(pieces));
+  read(offset: number, length: number): Promise<Uint8Array | null> {
+    return this.client.read(this.handle, offset, length);
   }
 
-  /** read() without joining: the data as the pieces it arrived in ([] for an empty reply). */
-  readPieces(offset: number, length: number): Promise<Uint8Array[] | null> {
-    return this.client.readPieces(this.handle, offset, length);
-  }
-
-  /** readPieces() with callbacks (see SftpClient.readPiecesThen). */
-  readPiecesThen(
+  /** read() with its data handed over as it comes (see SftpClient.readInto). */
+  readInto(
     offset: number,
     length: number,
-    onData: (pieces: Uint8Array[] | null) => void,
+    into: (chunk: Uint8Array, at: number) => void,
+    done: (length: number | null) => void,
     onError: (e: Error) => void,
   ): void {
-    this.client.readPiecesThen(this.handle, offset, length, onData, onError);
+    this.client.readInto(this.handle, offset, length, into, done, onError);
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {

@@ -1,10 +1,10 @@
 /**
  * SFTP version 3's wire format (draft-ietf-secsh-filexfer-02): packet and status numbers, file
- * attributes, the errors a reply can carry, and the splitting of a channel's byte stream into
- * packets. lib/sftp/client.ts speaks it.
+ * attributes, the errors a reply can carry, and the reading of packets out of a channel's byte
+ * stream. lib/sftp/client.ts speaks it.
  */
 
-import { SshReader, SshWriter } from "../ssh/wire.ts";
+import { readUint32, SshReader, SshWriter } from "../ssh/wire.ts";
 
 export const FXP = {
   INIT: 1,
@@ -155,63 +155,117 @@ export function readAttrs(r: SshReader): Attrs {
   return a;
 }
 
+/** Where a DATA reply's data goes as it arrives, instead of into a packet of its own. */
+export interface DataSink {
+  /** `chunk` (lent: valid during the call only) is the data from `at` bytes into the reply's. */
+  piece(chunk: Uint8Array, at: number): void;
+  /** All `length` bytes of the data have come. */
+  end(length: number): void;
+}
+
+/** Length, type, request id and the data's length: what precedes a DATA reply's data. */
+const DATA_HEAD = 13;
+
 /**
- * Splits the channel's byte stream into SFTP packets, each handed over as the pieces of the
- * chunks it arrived in (views, never copies): a 128 KiB read reply comes in four or five SSH
- * packets, and joining them would copy every byte downloaded once more.
+ * Reads SFTP packets out of the channel's byte stream as it comes, each chunk during one call.
+ * A DATA reply whose request has a DataSink goes to it piece by piece, straight from the chunks
+ * it arrived in: a download's data is copied once, to where it goes, and nothing keeps the
+ * chunks, so the connection's packet buffers are reused. Every other packet is gathered whole.
  */
-export class PacketSplitter {
-  private chunks: Uint8Array[] = [];
-  private buffered = 0;
+export class ReplyReader {
+  /** The packet's first bytes, until we know how it is read. */
+  private readonly head = new Uint8Array(DATA_HEAD);
+  private headFill = 0;
+  /** The packet being gathered whole (type first, no length field), and how much is in. */
+  private body?: Uint8Array;
+  private bodyFill = 0;
+  /** The DATA reply being streamed: its sink, data bytes in, its data's length, bytes after. */
+  private sink?: DataSink;
+  private dataAt = 0;
+  private dataLength = 0;
+  private trailing = 0;
 
+  constructor(
+    private readonly maxLength: number,
+    /** The sink for a DATA reply to request `id`, if its data should stream. */
+    private readonly sinkFor: (id: number) => DataSink | undefined,
+    /** A whole packet, type first. */
+    private readonly packet: (body: Uint8Array) => void,
+  ) {}
+
+  /** Throws SftpProtocolError on a malformed stream (and whatever the callbacks throw). */
   push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-  }
-
-  /** Removes the next `n` bytes (n <= buffered), as views of the chunks they are in. */
-  private take(n: number): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    this.buffered -= n;
-    while (n > 0) {
-      const c = this.chunks[0];
-      if (c.length <= n) {
-        out.push(c);
-        this.chunks.shift();
-        n -= c.length;
-      } else {
-        out.push(c.subarray(0, n));
-        this.chunks[0] = c.subarray(n);
-        n = 0;
-      }
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.sink) i += this.stream(chunk, i);
+      else if (this.body) i += this.fill(chunk, i);
+      else i += this.readHead(chunk, i);
     }
-    return out;
   }
 
-  private peekLength(): number {
-    let len = 0;
-    let got = 0;
-    for (const c of this.chunks) {
-      for (let i = 0; i < c.length && got < 4; i++, got++) len = len * 256 + c[i];
-      if (got === 4) break;
+  private stream(chunk: Uint8Array, i: number): number {
+    const sink = this.sink!;
+    const k = Math.min(chunk.length - i, this.dataLength - this.dataAt);
+    if (k > 0) {
+      sink.piece(chunk.subarray(i, i + k), this.dataAt);
+      this.dataAt += k;
     }
-    return len;
+    const skip = Math.min(chunk.length - i - k, this.trailing);
+    this.trailing -= skip;
+    if (this.dataAt === this.dataLength && this.trailing === 0) {
+      this.sink = undefined;
+      sink.end(this.dataLength);
+    }
+    return k + skip;
   }
 
-  /**
-   * The next whole packet (without its length field) as one or more pieces, or undefined until
-   * more arrives.
-   */
-  next(maxLength: number): Uint8Array[] | undefined {
-    if (this.buffered < 4) return undefined;
-    const len = this.peekLength();
-    if (len === 0 || len > maxLength) {
+  private fill(chunk: Uint8Array, i: number): number {
+    const body = this.body!;
+    const k = Math.min(chunk.length - i, body.length - this.bodyFill);
+    body.set(chunk.subarray(i, i + k), this.bodyFill);
+    this.bodyFill += k;
+    if (this.bodyFill === body.length) {
+      this.body = undefined;
+      this.packet(body);
+    }
+    return k;
+  }
+
+  private readHead(chunk: Uint8Array, i: number): number {
+    // Length and type first; a DATA reply's id and data length too, to find its sink.
+    const want = this.headFill < 5 ? 5 : DATA_HEAD;
+    const k = Math.min(chunk.length - i, want - this.headFill);
+    this.head.set(chunk.subarray(i, i + k), this.headFill);
+    this.headFill += k;
+    if (this.headFill < want) return k;
+    const len = readUint32(this.head, 0);
+    if (len === 0 || len > this.maxLength) {
       throw new SftpProtocolError(`bad SFTP packet length ${len}`);
     }
-    if (this.buffered < 4 + len) return undefined;
-    this.take(4);
-    return this.take(len);
+    const isData = this.head[4] === FXP.DATA && len >= DATA_HEAD - 4;
+    if (isData && this.headFill < DATA_HEAD) return k;
+    const sink = isData ? this.sinkFor(readUint32(this.head, 5)) : undefined;
+    const got = this.headFill;
+    this.headFill = 0;
+    if (sink) {
+      const dataLength = readUint32(this.head, 9);
+      if (dataLength > len - (DATA_HEAD - 4)) {
+        throw new SftpProtocolError("SFTP DATA reply longer than its packet");
+      }
+      this.sink = sink;
+      this.dataAt = 0;
+      this.dataLength = dataLength;
+      this.trailing = len - (DATA_HEAD - 4) - dataLength;
+      // An empty reply ends here; the stream step also runs on no bytes.
+      if (dataLength === 0 && this.trailing === 0) this.stream(chunk, chunk.length);
+      return k;
+    }
+    const body = new Uint8Array(len);
+    body.set(this.head.subarray(4, got));
+    this.body = body;
+    this.bodyFill = got - 4;
+    if (this.bodyFill === len) this.fill(chunk, chunk.length);
+    return k;
   }
 }
 
