@@ -14,11 +14,12 @@ import { FatalError } from "../util/error_text.ts";
 import { lost, parseEntry, parseTimes, ScpStream } from "./protocol.ts";
 
 /**
- * File data is handed on in pieces of this size (the last one shorter), gathered in one buffer
- * reused for every file: the channel's packets are 32 KiB, and a write per packet cost more than
- * the copy does.
+ * File data is handed on in pieces of at most this size, as it lies in the channel's buffer
+ * when there is a good run of it (DIRECT bytes or more), else gathered in one buffer reused for
+ * every file: a write per 32 KiB packet cost more than the copy does.
  */
 const CHUNK = 512 * 1024;
+const DIRECT = 64 * 1024;
 
 export class ScpDownloadSource implements DownloadSource {
   readonly namesAreOurs = false;
@@ -108,7 +109,7 @@ export class ScpDownloadSource implements DownloadSource {
         throw lost(e);
       }
       done += chunk.length;
-      if (filled === 0 && (chunk.length === CHUNK || done === size)) {
+      if (filled === 0 && (chunk.length >= DIRECT || done === size)) {
         await write(chunk);
       } else {
         const gather = this.gather ??= new Uint8Array(CHUNK);
