@@ -13,6 +13,7 @@ import {
 } from "../ssh/packet_port.ts";
 import { ConnectionClosedError } from "../ssh/channel.ts";
 import { isFramed } from "../ssh/framed_payload.ts";
+import { inboundBuffer } from "../ssh/inbound_reuse.ts";
 import { after } from "../util/timer.ts";
 import {
   DISCONNECT_PROTOCOL_ERROR,
@@ -182,7 +183,11 @@ export class SocketPort extends OutboxPort implements PacketPort {
             throw new ShareProtocolError(`bad packet length ${len}`);
           }
           if (have - at < len + 4) break;
-          this.inbox.deliver(buf.slice(at + 4, at + 4 + len));
+          // In a buffer that comes back once a channel has copied its data: a copy per message
+          // made a downstream's download leave one dead 16 KiB buffer behind per message.
+          const payload = inboundBuffer(len);
+          payload.set(buf.subarray(at + 4, at + 4 + len));
+          this.inbox.deliver(payload);
           at += len + 4;
           if (this.closed) return;
         }

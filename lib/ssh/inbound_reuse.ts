@@ -3,9 +3,9 @@
  * for later packets. Without them each bulk packet (32 KiB) is a fresh buffer, and dead ones pile
  * up between young-generation collections: tens of MiB with 20 forwarded downloads at once.
  *
- * The transport gathers (and deciphers) a packet in inboundBuffer(); the packet's last holder,
- * once it has copied what it keeps, says so with copiedInbound(). That may come later than the
- * payload handler (a packet can wait in an in-process port's queue). Only a holder that knows no
+ * The transport gathers (and deciphers) a packet in inboundBuffer(), and a sharing socket a
+ * message; the packet's last holder, once it has copied what it keeps, says so with
+ * copiedInbound(). That may come later than the payload handler (a packet can wait in an in-process port's queue). Only a holder that knows no
  * view of the packet survives may say so: a channel whose ring took all of the data, never code
  * that queued a view of it. A buffer nobody hands back is collected as any other.
  */
