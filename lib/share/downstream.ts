@@ -30,7 +30,7 @@ export async function greetUpstream(
   software = `puttykit_${VERSION}`,
   timeoutMs = greetingTimeoutMs(),
 ): Promise<DownstreamLink> {
-  const port = new SocketPort(socket, "upstream");
+  const port = new SocketPort(socket, "upstream", true);
   port.sendGreeting(software);
   let greeting: Greeting;
   let cancel = () => {};

@@ -60,7 +60,16 @@ export class SocketPort extends OutboxPort implements PacketPort {
   /** The peer's version line; rejects if the peer leaves or misbehaves before sending it. */
   readonly greeting: Promise<Greeting>;
 
-  constructor(private readonly conn: Deno.Conn, private readonly peerName: string) {
+  /**
+   * `reuseBuffers`: messages are gathered in the reusable incoming-packet buffers (a
+   * downstream's side, where its channels copy the data out and hand them back); an upstream
+   * passes its downstreams' messages on to the server, so there each is a copy of its own size.
+   */
+  constructor(
+    private readonly conn: Deno.Conn,
+    private readonly peerName: string,
+    private readonly reuseBuffers = false,
+  ) {
     super();
     this.outbox = new PacketOutbox(conn, (writeError) => {
       if (writeError !== undefined) {
@@ -183,11 +192,15 @@ export class SocketPort extends OutboxPort implements PacketPort {
             throw new ShareProtocolError(`bad packet length ${len}`);
           }
           if (have - at < len + 4) break;
-          // In a buffer that comes back once a channel has copied its data: a copy per message
-          // made a downstream's download leave one dead 16 KiB buffer behind per message.
-          const payload = inboundBuffer(len);
-          payload.set(buf.subarray(at + 4, at + 4 + len));
-          this.inbox.deliver(payload);
+          const body = buf.subarray(at + 4, at + 4 + len);
+          if (this.reuseBuffers) {
+            // A copy per message made a download leave a dead 16 KiB buffer behind per message.
+            const payload = inboundBuffer(len);
+            payload.set(body);
+            this.inbox.deliver(payload);
+          } else {
+            this.inbox.deliver(body.slice());
+          }
           at += len + 4;
           if (this.closed) return;
         }

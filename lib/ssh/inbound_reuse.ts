@@ -19,9 +19,16 @@ const SPARES_KEPT = 32;
 
 const pooled = new SpareBuffers(SPARE_SIZE, SPARES_KEPT);
 
+/**
+ * Below this, a packet gets a buffer of its own size: a small one (a request, a reply, an
+ * upstream's message on its way to a downstream) is rarely handed back, and a reusable buffer
+ * for it would be 33 KiB of memory until collected.
+ */
+const SMALLEST_SPARE = 8 * 1024;
+
 /** A buffer of `size` bytes for one incoming packet; it holds old data: fill all of it. */
 export function inboundBuffer(size: number): Uint8Array {
-  if (size > SPARE_SIZE) return new Uint8Array(size);
+  if (size > SPARE_SIZE || size < SMALLEST_SPARE) return new Uint8Array(size);
   return new Uint8Array(pooled.take(), 0, size);
 }
 
