@@ -21,6 +21,7 @@ import {
   MiB,
   ratio,
   type Row,
+  scratchRoot,
   type Section,
   stats,
   type Table,
@@ -59,7 +60,7 @@ export const transfer: Section = {
   async run(ctx: BenchContext) {
     const size = (ctx.quick ? 8 : 200) * MiB;
     const reps = ctx.quick ? 1 : 3;
-    const local = await Deno.makeTempDir({ prefix: "pk-bench-transfer-" });
+    const local = await Deno.makeTempDir({ dir: scratchRoot(), prefix: "pk-bench-transfer-" });
     try {
       const src = join(local, "payload.bin");
       const back = join(local, "back.bin");

@@ -12,6 +12,7 @@ import {
   MiB,
   ratio,
   type Row,
+  scratchRoot,
   type Section,
   stats,
 } from "../bench_lib.ts";
@@ -25,7 +26,10 @@ export const transferMemory: Section = {
   async run(ctx: BenchContext) {
     const [small, big] = ctx.quick ? [8 * MiB, 16 * MiB] : [100 * MiB, 1024 * MiB];
     const reps = ctx.quick ? 1 : 2;
-    const local = await Deno.makeTempDir({ prefix: "pk-bench-transfer-memory-" });
+    const local = await Deno.makeTempDir({
+      dir: scratchRoot(),
+      prefix: "pk-bench-transfer-memory-",
+    });
     const remoteDir = await ctx.sshd.userDir("bench-transfer-memory");
     try {
       const remote = { small: join(remoteDir, "small.bin"), big: join(remoteDir, "big.bin") };
