@@ -195,6 +195,24 @@ Deno.test("SFTP client against OpenSSH internal-sftp", opts, async (t) => {
       },
     );
 
+    await t.step("an upload whose source lends one buffer for every chunk", async () => {
+      const data = randomBytes(3 * 1024 * 1024 + 777);
+      async function* lent(): AsyncGenerator<Uint8Array> {
+        const buf = new Uint8Array(70_001);
+        for (let at = 0; at < data.length; at += buf.length) {
+          const n = Math.min(buf.length, data.length - at);
+          buf.set(data.subarray(at, at + n));
+          yield buf.subarray(0, n);
+          buf.fill(0xee); // what a reused buffer holds once the next chunk is asked for
+        }
+      }
+      const path = `${dir}/lent.bin`;
+      const h = await sftp.open(path, OPEN.WRITE | OPEN.CREAT | OPEN.TRUNC);
+      assert.equal(await upload(h, lent()), data.length);
+      await h.close();
+      assert.equal(await sha256(await Deno.readFile(join(dir, "lent.bin"))), await sha256(data));
+    });
+
     await t.step("resume: upload and download from an offset", async () => {
       const data = randomBytes(300_000);
       const path = `${dir}/resume.bin`;

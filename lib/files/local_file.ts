@@ -42,18 +42,19 @@ const READ_CHUNK = 512 * 1024;
 export class LocalReadError extends Error {}
 
 /**
- * Yields an open file's bytes from its current position in fresh chunks (the consumer may keep
- * them), then closes it: exactly `size` bytes when given (a file that shrank throws
- * LocalReadError), else up to its end.
+ * Yields an open file's bytes from its current position, then closes it: exactly `size` bytes
+ * when given (a file that shrank throws LocalReadError), else up to its end. The chunks are
+ * read into one buffer: each is lent until the next is asked for (the uploads copy it into
+ * their packets), where a fresh 512 KiB buffer per read was garbage for the collector.
  */
 export async function* readChunks(file: Deno.FsFile, size?: number): AsyncGenerator<Uint8Array> {
   try {
     let left = size ?? Infinity;
+    const buf = new Uint8Array(Math.min(READ_CHUNK, left));
     while (left > 0) {
-      const buf = new Uint8Array(Math.min(READ_CHUNK, left));
       let n: number | null;
       try {
-        n = await file.read(buf);
+        n = await file.read(left < buf.length ? buf.subarray(0, left) : buf);
       } catch (e) {
         throw new LocalReadError(errorText(e));
       }
@@ -62,7 +63,7 @@ export async function* readChunks(file: Deno.FsFile, size?: number): AsyncGenera
         throw new LocalReadError("file shrank while being read");
       }
       left -= n;
-      yield n === buf.length ? buf : buf.subarray(0, n);
+      yield buf.subarray(0, n);
     }
   } finally {
     try {

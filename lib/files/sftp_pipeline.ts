@@ -213,7 +213,9 @@ export function download(
 
 /**
  * Writes everything `source` yields to the remote file, starting at `offset`, with up to
- * maxAhead bytes unacknowledged. Returns the number of bytes written.
+ * maxAhead bytes unacknowledged. Returns the number of bytes written. A chunk from `source` is
+ * copied before the next is asked for (it may be lent), straight into the packet of the WRITE
+ * it goes in; a packet is used again once the server has answered its WRITE.
  */
 export async function upload(
   handle: SftpHandle,
@@ -223,12 +225,15 @@ export async function upload(
   const start = opts.offset ?? 0;
   const block = blockSizeFor(handle, opts.blockSize, "write");
   const maxAhead = Math.max(opts.maxAhead ?? MAX_AHEAD, block);
+  const head = handle.writeHeaderLength;
   let offset = start;
   let unacked = 0;
   let acked = 0;
   let failure: unknown;
   let wake: (() => void) | undefined;
   const inflight = new Set<Promise<void>>();
+  /** Packets whose WRITE has been answered. */
+  const spares: Uint8Array[] = [];
 
   const waitForRoom = async () => {
     while (unacked + block > maxAhead && failure === undefined) {
@@ -236,18 +241,19 @@ export async function upload(
     }
   };
 
-  const send = (data: Uint8Array) => {
+  const send = (packet: Uint8Array, n: number) => {
     const at = offset;
-    offset += data.length;
-    unacked += data.length;
-    const p = handle.write(at, data).then(() => {
-      unacked -= data.length;
-      acked += data.length;
+    offset += n;
+    unacked += n;
+    const p = handle.writePacket(packet, at, n).then(() => {
+      unacked -= n;
+      acked += n;
       opts.onProgress?.(start + acked);
     }, (e) => {
       failure ??= e;
     }).finally(() => {
       inflight.delete(p);
+      spares.push(packet);
       const w = wake;
       wake = undefined;
       w?.();
@@ -255,38 +261,29 @@ export async function upload(
     inflight.add(p);
   };
 
-  // Coalesce small source chunks into whole blocks; split big ones.
-  let pending: Uint8Array[] = [];
-  let pendingLen = 0;
-  const flush = async (all: boolean) => {
-    while (pendingLen >= block || (all && pendingLen > 0)) {
-      await waitForRoom();
-      if (failure !== undefined) return;
-      const n = Math.min(block, pendingLen);
-      const out = new Uint8Array(n);
-      let at = 0;
-      while (at < n) {
-        const c = pending[0];
-        const k = Math.min(c.length, n - at);
-        out.set(c.subarray(0, k), at);
-        at += k;
-        if (k === c.length) pending.shift();
-        else pending[0] = c.subarray(k);
-      }
-      pendingLen -= n;
-      send(out);
-    }
-  };
-
+  // Small source chunks are gathered into whole blocks, big ones split.
+  let packet: Uint8Array | undefined;
+  let filled = 0;
   for await (const chunk of source) {
     if (failure !== undefined) break;
-    if (chunk.length === 0) continue;
-    pending.push(chunk);
-    pendingLen += chunk.length;
-    await flush(false);
+    for (let at = 0; at < chunk.length;) {
+      if (!packet) {
+        await waitForRoom();
+        if (failure !== undefined) break;
+        packet = spares.pop() ?? new Uint8Array(head + block);
+        filled = 0;
+      }
+      const k = Math.min(chunk.length - at, block - filled);
+      packet.set(chunk.subarray(at, at + k), head + filled);
+      filled += k;
+      at += k;
+      if (filled === block) {
+        send(packet, filled);
+        packet = undefined;
+      }
+    }
   }
-  if (failure === undefined) await flush(true);
-  pending = [];
+  if (failure === undefined && packet && filled > 0) send(packet, filled);
   while (inflight.size) await Promise.all([...inflight]);
   if (failure !== undefined) throw failure;
   return offset - start;

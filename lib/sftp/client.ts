@@ -438,6 +438,53 @@ export class SftpClient {
     );
   }
 
+  /** @internal What precedes the data in a WRITE's packet for `handle` (see writePacket). */
+  writeHeaderLength(handle: Uint8Array): number {
+    // length, type, id, handle string, offset, the data's length
+    return 4 + 1 + 4 + 4 + handle.length + 8 + 4;
+  }
+
+  /**
+   * @internal A WRITE of `length` bytes at `offset` whose data the caller has put in `packet`
+   * after writeHeaderLength(handle) bytes, so it is not copied into a packet of its own. The
+   * packet is the client's until the reply comes (the promise settles).
+   */
+  writePacket(
+    handle: Uint8Array,
+    packet: Uint8Array,
+    offset: number,
+    length: number,
+  ): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.failure) return reject(this.failure);
+      const id = this.nextId;
+      this.nextId = (this.nextId + 1) >>> 0 || 1;
+      const total = this.writeHeaderLength(handle) + length;
+      const v = new DataView(packet.buffer, packet.byteOffset, total);
+      v.setUint32(0, total - 4);
+      packet[4] = FXP.WRITE;
+      v.setUint32(5, id);
+      v.setUint32(9, handle.length);
+      packet.set(handle, 13);
+      const at = 13 + handle.length;
+      v.setUint32(at, Math.floor(offset / 0x100000000));
+      v.setUint32(at + 4, offset >>> 0);
+      v.setUint32(at + 8, length);
+      this.pending.set(id, {
+        resolve: (r, t) => {
+          try {
+            expectStatus(r, t);
+            resolve();
+          } catch (e) {
+            reject(e);
+          }
+        },
+        reject,
+      });
+      this.send(packet.subarray(0, total));
+    });
+  }
+
   /** @internal */
   fstat(handle: Uint8Array): Promise<Attrs> {
     return this.attrsRequest(FXP.FSTAT, (w) => w.string(handle));
@@ -495,6 +542,16 @@ export class SftpHandle {
 
   write(offset: number, data: Uint8Array): Promise<void> {
     return this.client.write(this.handle, offset, data);
+  }
+
+  /** What precedes the data in a WRITE's packet (see SftpClient.writePacket). */
+  get writeHeaderLength(): number {
+    return this.client.writeHeaderLength(this.handle);
+  }
+
+  /** write() of data already in place in `packet` (see SftpClient.writePacket). */
+  writePacket(packet: Uint8Array, offset: number, length: number): Promise<void> {
+    return this.client.writePacket(this.handle, packet, offset, length);
   }
 
   fstat(): Promise<Attrs> {
