@@ -14,6 +14,7 @@
  */
 
 import { fileURLToPath } from "node:url";
+import { joinWarmPath } from "./bundle_merge.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -23,39 +24,61 @@ const CONFIG_FILES = ["deno.json", "deno.lock"];
 /** A dynamic import of a string literal (a chunk, an npm package): Deno resolves it at start-up. */
 const READABLE_IMPORT = /\bimport\("([^"\\]+)"\)/g;
 
+/** `deno bundle` for Deno, npm packages left outside, with `args` (output and entry). */
+async function runBundle(deno: string, args: string[]): Promise<void> {
+  const built = await new Deno.Command(deno, {
+    args: [
+      "bundle",
+      "--quiet",
+      "--config",
+      `${ROOT}deno.json`,
+      "--platform",
+      "deno",
+      "--external",
+      "npm:*",
+      ...args,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!built.success) {
+    throw new Error(`deno bundle failed: ${new TextDecoder().decode(built.stderr).trim()}`);
+  }
+}
+
+async function rewriteDynamicImports(dir: string): Promise<void> {
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.isFile || !e.name.endsWith(".js")) continue;
+    const file = `${dir}/${e.name}`;
+    const code = await Deno.readTextFile(file);
+    const next = code.replace(READABLE_IMPORT, 'import(String("$1"))');
+    if (next !== code) await Deno.writeTextFile(file, next);
+  }
+}
+
+/** The file esbuild made for the module `base`.ts that is loaded lazily (cmd/main.ts: "main"). */
+async function chunkOf(dir: string, base: string): Promise<string> {
+  const found: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (new RegExp(`^${base}-[A-Z0-9]+\\.js$`).test(e.name)) found.push(e.name);
+  }
+  if (found.length !== 1) throw new Error(`no single chunk for ${base}.ts: ${found.join(", ")}`);
+  return found[0];
+}
+
 /** Builds the bundle of mod.ts into `outDir`; returns the entry (outDir/mod.js). */
 export async function buildBundle(outDir: string, deno = Deno.execPath()): Promise<string> {
   const out = outDir.replace(/\/+$/, "");
   const staging = `${out}.tmp-${Deno.pid}`;
   await Deno.remove(staging, { recursive: true }).catch(() => {});
   try {
-    const built = await new Deno.Command(deno, {
-      args: [
-        "bundle",
-        "--quiet",
-        "--config",
-        `${ROOT}deno.json`,
-        "--platform",
-        "deno",
-        "--code-splitting",
-        "--external",
-        "npm:*",
-        "--outdir",
-        staging,
-        `${ROOT}mod.ts`,
-      ],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (!built.success) {
-      throw new Error(`deno bundle failed: ${new TextDecoder().decode(built.stderr).trim()}`);
-    }
-    for await (const e of Deno.readDir(staging)) {
-      if (!e.isFile || !e.name.endsWith(".js")) continue;
-      const file = `${staging}/${e.name}`;
-      const code = await Deno.readTextFile(file);
-      await Deno.writeTextFile(file, code.replace(READABLE_IMPORT, 'import(String("$1"))'));
-    }
+    await runBundle(deno, ["--code-splitting", "--outdir", staging, `${ROOT}mod.ts`]);
+    await rewriteDynamicImports(staging);
+    const rebundle = (entry: string, externals: string[], out: string) =>
+      runBundle(deno, [...externals.flatMap((x) => ["--external", x]), "-o", out, entry]);
+    const main = await chunkOf(staging, "main");
+    await joinWarmPath(staging, main, [await chunkOf(staging, "plink")], ["mod.js"], rebundle);
+    await rewriteDynamicImports(staging);
     for (const name of CONFIG_FILES) await Deno.copyFile(`${ROOT}${name}`, `${staging}/${name}`);
     await Deno.stat(`${staging}/mod.js`);
     await Deno.remove(out, { recursive: true }).catch(() => {});
