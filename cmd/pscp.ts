@@ -171,7 +171,7 @@ export async function main(args: string[]): Promise<number> {
       batch: config.batch,
       sanitiseStderr: !flags.has("-no-sanitise-stderr"),
     });
-    connected = await connect({ config, mayBeUpstream: false, ui });
+    connected = await connect({ config, mayBeUpstream: false, ui, session: true });
   } catch (e) {
     fatal(errorText(e));
   }

@@ -28,7 +28,13 @@ export async function connectSftp(
   config.user ??= kept.user;
   kept.user = config.user;
   if (port) config.port = port;
-  const connected = await connect({ config, mayBeUpstream: false, ui, interactive: true });
+  const connected = await connect({
+    config,
+    mayBeUpstream: false,
+    ui,
+    interactive: true,
+    session: true,
+  });
   let sftp: SftpClient;
   try {
     // Like PuTTY, fall back to running sftp-server when the subsystem is refused.

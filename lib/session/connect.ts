@@ -63,6 +63,8 @@ export interface ConnectOptions {
   interactive?: boolean;
   /** How we name ourselves where PuTTY uses its appname ("Plink X11 proxy: ..."). */
   appName?: string;
+  /** The first channel the caller opens is a session (SshConnection.openSessionEarly). */
+  session?: boolean;
 }
 
 /** How many times a downstream retries when an upstream vanishes before greeting it. */
@@ -72,7 +74,8 @@ export async function connect(opts: ConnectOptions): Promise<Connected> {
   const { config: cfg, ui } = opts;
   if (!cfg.host) throw new ConfigError("no host name specified");
   const log = await openLog(cfg, ui);
-  const connected = await connectLogged(opts);
+  // The packet log is attached after connecting: nothing may be sent before.
+  const connected = await connectLogged(log ? { ...opts, session: false } : opts);
   if (log) connected.conn.onPacket = (direction, p) => log.packet(direction, p);
   return connected;
 }
@@ -133,7 +136,7 @@ async function connectLogged(opts: ConnectOptions): Promise<Connected> {
       const path = decision.paths.socket;
       let conn: SshConnection;
       try {
-        const link = await greetUpstream(decision.conn);
+        const link = await greetUpstream(decision.conn, { session: opts.session });
         conn = link.conn;
         ui.log(`Using existing shared connection at ${path}`);
         if (cfg.verbose || opts.interactive) {

@@ -48,7 +48,14 @@ export async function setUpSession(
   interactive: boolean,
   appName: string,
 ): Promise<SessionSetup> {
-  const connected = await connect({ config: cfg, mayBeUpstream: true, ui, interactive, appName });
+  const connected = await connect({
+    config: cfg,
+    mayBeUpstream: true,
+    ui,
+    interactive,
+    appName,
+    session: !cfg.noShell && !cfg.ncHost,
+  });
   return {
     connected,
     ui,

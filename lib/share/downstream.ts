@@ -23,15 +23,21 @@ export interface DownstreamLink {
 /**
  * Greets the upstream on an already-connected socket and waits for its greeting. Rejects (and
  * closes the socket) when the upstream leaves or misbehaves before greeting us, or has not
- * greeted us within `timeoutMs` (GreetingTimeoutError).
+ * greeted us within `timeoutMs` (GreetingTimeoutError). `session`: the session channel the
+ * caller opens first is asked for as the greeting comes (SshConnection.openSessionEarly).
  */
 export async function greetUpstream(
   socket: Deno.UnixConn,
-  software = `puttykit_${VERSION}`,
-  timeoutMs = greetingTimeoutMs(),
+  { software = `puttykit_${VERSION}`, timeoutMs = greetingTimeoutMs(), session = false }: {
+    software?: string;
+    timeoutMs?: number;
+    session?: boolean;
+  } = {},
 ): Promise<DownstreamLink> {
   const port = new SocketPort(socket, "upstream", true);
   port.sendGreeting(software);
+  // Packets that come before the upstream's greeting wait in the port.
+  const conn = new SshConnection(port, SHARING_LIMITS);
   let greeting: Greeting;
   let cancel = () => {};
   try {
@@ -40,7 +46,11 @@ export async function greetUpstream(
         reject(
           new GreetingTimeoutError(`upstream sent no greeting in ${timeoutMs / 1000} s`),
         ));
-      port.greeting.then(resolve, reject);
+      port.greeting.then((g) => {
+        // Not before: PuTTY 0.78's upstream exits if a packet comes before it has greeted.
+        if (session) conn.openSessionEarly();
+        resolve(g);
+      }, reject);
     });
   } catch (e) {
     port.close();
@@ -48,11 +58,11 @@ export async function greetUpstream(
   } finally {
     cancel();
   }
-  return { conn: new SshConnection(port, SHARING_LIMITS), greeting };
+  return { conn, greeting };
 }
 
 /** Connects to the sharing socket at `path` as a downstream (no lock: the caller knows it is up). */
 export async function openDownstream(path: string, software?: string): Promise<DownstreamLink> {
   const socket = await Deno.connect({ transport: "unix", path });
-  return await greetUpstream(socket, software);
+  return await greetUpstream(socket, { software });
 }

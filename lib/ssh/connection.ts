@@ -81,6 +81,7 @@ export class SshConnection {
   private readonly globalReplies: PendingReply[] = [];
   private nextId = 256;
   private error?: Error;
+  private opening?: Promise<Channel>;
   private closedResolve!: (err?: Error) => void;
   /** Settles when the connection is gone; carries the reason when it was not an orderly close. */
   readonly closed: Promise<Error | undefined>;
@@ -147,7 +148,18 @@ export class SshConnection {
   }
 
   openSession(): Promise<Channel> {
-    return this.openChannel("session");
+    const early = this.opening;
+    this.opening = undefined;
+    return early ?? this.openChannel("session");
+  }
+
+  /**
+   * Asks for a session channel now, for the next openSession() to take: a downstream asks the
+   * moment the upstream has greeted it, and the server answers while the tool sets up.
+   */
+  openSessionEarly(): void {
+    this.opening ??= this.openChannel("session");
+    this.opening.catch(() => {});
   }
 
   /** direct-tcpip: a connection from the server to host:port (local port forwarding). */
