@@ -22,7 +22,10 @@ export interface TransferOptions {
 /** 32 KiB is what every SFTP server accepts (OpenSSH's sftp uses it by default). */
 const DEFAULT_BLOCK = 32 * 1024;
 const LARGE_BLOCK = 128 * 1024;
-/** 1 MiB keeps a loopback link busy, as PuTTY's 1 MiB of requests in flight does. */
+/**
+ * Bytes requested or sent but not yet consumed or acknowledged, where neither the caller nor the
+ * connection (its limits' readAhead, for downloads) says: PuTTY keeps 1 MiB of requests in flight.
+ */
 const MAX_AHEAD = 1024 * 1024;
 /**
  * Most bytes handed to the sink at once: it pays per call (an async write each), and while it
@@ -61,7 +64,7 @@ export function download(
 ): Promise<number> {
   const start = opts.offset ?? 0;
   const block = blockSizeFor(handle, opts.blockSize, "read");
-  const size = Math.max(opts.maxAhead ?? MAX_AHEAD, block);
+  const size = Math.max(opts.maxAhead ?? handle.sftp.readAhead ?? MAX_AHEAD, block);
   /** Next offset never yet requested. */
   let nextRequest = start;
   /** Next offset the sink wants. */

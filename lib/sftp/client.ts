@@ -67,6 +67,8 @@ export class SftpClient {
   version = 3;
   /** Extensions the server announced (name -> data), e.g. posix-rename@openssh.com. */
   readonly extensions = new Map<string, string>();
+  /** Bytes of reads worth having in flight on this connection (its limits' readAhead). */
+  readAhead?: number;
   /** The server's limits@openssh.com answer, when it has the extension. */
   limits?: { maxPacket: number; maxRead: number; maxWrite: number; maxHandles: number };
 
@@ -84,7 +86,7 @@ export class SftpClient {
       ch.close();
       const again = await conn.openSession();
       ok = await again.exec(SFTP_SERVER_COMMAND);
-      if (ok) return await SftpClient.init(again);
+      if (ok) return await SftpClient.init(again, conn.limits.readAhead);
       again.close();
       throw new SftpUnavailableError("server refused to start an SFTP server");
     }
@@ -92,11 +94,12 @@ export class SftpClient {
       ch.close();
       throw new SftpUnavailableError('server refused to start the "sftp" subsystem');
     }
-    return await SftpClient.init(ch);
+    return await SftpClient.init(ch, conn.limits.readAhead);
   }
 
-  private static async init(ch: Channel): Promise<SftpClient> {
+  private static async init(ch: Channel, readAhead?: number): Promise<SftpClient> {
     const client = new SftpClient(ch);
+    client.readAhead = readAhead;
     const r = await client.request(FXP.INIT, (w) => w.uint32(3), true).catch((e) => {
       ch.close();
       throw e instanceof SftpProtocolError

@@ -18,6 +18,8 @@ export const SHARING_LIMITS: ConnectionLimits = {
   window: 2 * 1024 * 1024,
   maxPacket: 0x4000,
   maxSend: 0x4000,
+  // The upstream sets a downstream's pace: 4 MiB ran no faster than 1 and cost 3 MiB more.
+  readAhead: 1024 * 1024,
 };
 
 /** Limits for our own session when we hold the real connection (no sharing-socket limit). */
@@ -25,6 +27,8 @@ export const DIRECT_LIMITS: ConnectionLimits = {
   window: 2 * 1024 * 1024,
   maxPacket: 32768,
   maxSend: 32768,
+  // 200 MiB pscp downloads, 10 interleaved runs each: 0.78-0.87 s with 4 MiB, 0.89-0.93 s with 1.
+  readAhead: 4 * 1024 * 1024,
 };
 
 /**

@@ -17,6 +17,11 @@ export interface ConnectionLimits {
   maxPacket: number;
   /** Largest data payload we send in one packet, whatever the peer allows. */
   maxSend: number;
+  /**
+   * Bytes of file data worth having requested ahead (SFTP reads in flight): enough to keep the
+   * connection busy, where more only costs memory.
+   */
+  readAhead?: number;
 }
 
 export interface ExitStatus {
