@@ -145,6 +145,41 @@ Deno.test("SFTP replies are read out of any chunking; DATA for a sink streams to
   );
 });
 
+Deno.test("a download whose client fails hands nothing more to its sink", async () => {
+  const block = 1000;
+  let clientFailed = false;
+  const answers: (() => void)[] = [];
+  const handle = {
+    sftp: {},
+    readInto(
+      off: number,
+      len: number,
+      into: (c: Uint8Array, at: number) => void,
+      done: (n: number | null) => void,
+      onError: (e: Error) => void,
+    ) {
+      // As SftpClient: a client that has failed rejects a request at once.
+      if (clientFailed) return onError(new Error("SFTP channel closed"));
+      answers.push(() => {
+        into(new Uint8Array(len).fill(1), 0);
+        done(len);
+      });
+    },
+  } as unknown as Parameters<typeof download>[0];
+  const events: string[] = [];
+  const p = download(handle, (chunk) => {
+    events.push(`sink ${chunk.length}`);
+    return Promise.resolve();
+  }, { blockSize: block, maxAhead: 10 * block });
+  const outcome = p.then(() => "resolved", (e) => `rejected: ${e.message}`);
+  await new Promise((r) => setTimeout(r, 5));
+  // The replies and what breaks the client come in one socket read.
+  for (const answer of answers.splice(0)) answer();
+  clientFailed = true;
+  assert.equal(await outcome, "rejected: SFTP channel closed");
+  assert.deepEqual(events, []);
+});
+
 Deno.test("SFTP client against OpenSSH internal-sftp", opts, async (t) => {
   const s = await startSshd();
   const dir = await s.userDir("sftp");

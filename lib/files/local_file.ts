@@ -156,7 +156,9 @@ export class LocalFileWriter implements Temporary {
     };
     if (o.resume) {
       const file = await Deno.open(target, { append: true });
-      return new LocalFileWriter(file, target, (await file.stat()).size, undefined, true);
+      const st = await file.stat();
+      // A FIFO or device resumed into is written as any other, not in place.
+      return new LocalFileWriter(file, target, st.size, undefined, st.isFile);
     }
     const found = await inspect(target);
     // A dangling link is written through, as opening it would; devices and FIFOs in place.

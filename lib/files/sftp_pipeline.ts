@@ -117,6 +117,8 @@ export function download(
           ahead += block;
         }
         issue(off, len);
+        // A client that has failed rejects a request at once: then nothing more goes to the sink.
+        if (settled) return;
       }
       if (!sinking && received > nextDeliver) deliver();
       if (finished() && !settled) {

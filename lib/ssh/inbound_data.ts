@@ -30,7 +30,8 @@ export interface ChunkSource extends AsyncIterable<Uint8Array> {
    * Hands every chunk to `take` as it comes (those queued first), during the call only, and
    * credits the window once `take` returns: for a reader that copies what it keeps at once,
    * so nothing holds the connection's packets. Settles when the stream ends (rejects if the
-   * channel failed). Nothing else reads the source after this.
+   * channel failed). Nothing else reads the source after this. `take` runs inside the
+   * connection's packet handling, so it must not throw.
    */
   consume(take: (chunk: Uint8Array) => void): Promise<void>;
   /** The same data as a ReadableStream, made on first use. */
