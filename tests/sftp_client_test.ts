@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { SftpClient } from "../lib/sftp/client.ts";
+import { SftpClient, type SftpHandle } from "../lib/sftp/client.ts";
 import {
   FX,
   FXP,
@@ -149,23 +149,15 @@ Deno.test("a download whose client fails hands nothing more to its sink", async 
   const block = 1000;
   let clientFailed = false;
   const answers: (() => void)[] = [];
-  const handle = {
-    sftp: {},
-    readInto(
-      off: number,
-      len: number,
-      into: (c: Uint8Array, at: number) => void,
-      done: (n: number | null) => void,
-      onError: (e: Error) => void,
-    ) {
-      // As SftpClient: a client that has failed rejects a request at once.
-      if (clientFailed) return onError(new Error("SFTP channel closed"));
-      answers.push(() => {
-        into(new Uint8Array(len).fill(1), 0);
-        done(len);
-      });
-    },
-  } as unknown as Parameters<typeof download>[0];
+  const readInto: SftpHandle["readInto"] = (_off, len, into, done, onError) => {
+    // As SftpClient: a client that has failed rejects a request at once.
+    if (clientFailed) return onError(new Error("SFTP channel closed"));
+    answers.push(() => {
+      into(new Uint8Array(len).fill(1), 0);
+      done(len);
+    });
+  };
+  const handle = { sftp: {}, readInto } as unknown as SftpHandle;
   const events: string[] = [];
   const p = download(handle, (chunk) => {
     events.push(`sink ${chunk.length}`);
