@@ -23,8 +23,12 @@ const POOLED_SIZE = FRAME_HEAD + 13 + 32768 + FRAME_TAIL;
  * size (a downstream's data, at most 16 KiB a message, queued for the sharing socket).
  */
 const POOLED_MIN = POOLED_SIZE / 2;
-/** Spare buffers kept: what one burst of packets (a 128 KiB socket read) needs, and some. */
-const SPARES_KEPT = 8;
+/**
+ * Spare buffers kept: what one burst of packets needs (an upload writes 512 KiB at a time, 16
+ * packets), and some. With 8, a 200 MiB SFTP upload made fresh buffers for half of each burst:
+ * 1.23 s and 0.89 s of CPU, against 1.15 s and 0.82 s.
+ */
+const SPARES_KEPT = 32;
 
 const framed = new WeakSet<ArrayBuffer>();
 const pooled = new SpareBuffers(POOLED_SIZE, SPARES_KEPT);
