@@ -37,6 +37,12 @@ const CLOSE_FLUSH_MS = 2000;
  */
 const IDLE_READ = 2048;
 const BULK_READ = 65536;
+/**
+ * A downstream's bulk size: its one socket carries all of its data. 200 MiB from the server
+ * through a downstream, 8 interleaved runs: 0.70 s and 0.29 s of CPU, against 0.76 s and 0.34 s
+ * with 64 KiB.
+ */
+const BULK_READ_FROM_UPSTREAM = 256 * 1024;
 
 export class ShareProtocolError extends Error {}
 
@@ -61,14 +67,15 @@ export class SocketPort extends OutboxPort implements PacketPort {
   readonly greeting: Promise<Greeting>;
 
   /**
-   * `reuseBuffers`: messages are gathered in the reusable incoming-packet buffers (a
-   * downstream's side, where its channels copy the data out and hand them back); an upstream
-   * passes its downstreams' messages on to the server, so there each is a copy of its own size.
+   * `fromUpstream`: a downstream's link to its upstream. Its messages are gathered in the
+   * reusable incoming-packet buffers (its channels copy the data out and hand them back), and its
+   * bulk reads are larger. An upstream passes its downstreams' messages on to the server, so
+   * there each is a copy of its own size, and a busy downstream holds a 64 KiB read buffer.
    */
   constructor(
     private readonly conn: Deno.Conn,
     private readonly peerName: string,
-    private readonly reuseBuffers = false,
+    private readonly fromUpstream = false,
   ) {
     super();
     this.outbox = new PacketOutbox(conn, (writeError) => {
@@ -193,7 +200,7 @@ export class SocketPort extends OutboxPort implements PacketPort {
           }
           if (have - at < len + 4) break;
           const body = buf.subarray(at + 4, at + 4 + len);
-          if (this.reuseBuffers) {
+          if (this.fromUpstream) {
             // A copy per message made a download leave a dead 16 KiB buffer behind per message.
             const payload = inboundBuffer(len);
             payload.set(body);
@@ -208,8 +215,9 @@ export class SocketPort extends OutboxPort implements PacketPort {
           buf.copyWithin(0, at, have);
           have -= at;
         }
-        if ((filled && buf.length < BULK_READ) || have === buf.length) {
-          const bigger = new Uint8Array(Math.max(BULK_READ, buf.length * 2));
+        const bulk = this.fromUpstream ? BULK_READ_FROM_UPSTREAM : BULK_READ;
+        if ((filled && buf.length < bulk) || have === buf.length) {
+          const bigger = new Uint8Array(Math.max(bulk, buf.length * 2));
           bigger.set(buf.subarray(0, have));
           buf = bigger;
         } else if (have === 0 && n < IDLE_READ && buf.length > IDLE_READ) {
