@@ -301,6 +301,19 @@ Deno.test("SFTP client against OpenSSH internal-sftp", opts, async (t) => {
       },
     );
 
+    await t.step("read(): a range of a file, then null at its end", async () => {
+      const data = randomBytes(5000);
+      const path = `${dir}/ranges.bin`;
+      const w = await sftp.open(path, OPEN.WRITE | OPEN.CREAT | OPEN.TRUNC);
+      await w.write(0, data);
+      await w.close();
+      const h = await sftp.open(path, OPEN.READ);
+      assert.deepEqual(await h.read(1000, 300), data.subarray(1000, 1300));
+      assert.deepEqual(await h.read(4900, 300), data.subarray(4900));
+      assert.equal(await h.read(5000, 300), null);
+      await h.close();
+    });
+
     await t.step("rename, posix-rename over an existing file, setstat, remove", async () => {
       const a = `${dir}/a.txt`;
       const b = `${dir}/b.txt`;

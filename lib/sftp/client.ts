@@ -213,44 +213,44 @@ export class SftpClient {
     type: number,
     fill: (w: SshWriter) => void,
     init = false,
-    size?: number,
   ): Promise<[SshReader, number]> {
     return new Promise<[SshReader, number]>((resolve, reject) => {
-      this.sendRequest(type, fill, { resolve: (r, t) => resolve([r, t]), reject }, init, size);
+      this.sendRequest(type, fill, { resolve: (r, t) => resolve([r, t]), reject }, init);
     });
   }
 
-  /**
-   * Sends a request whose reply goes to `waiter`. `size`: what the packet will take, when more
-   * than a small request's (a WRITE's data): the writer would otherwise double its way there.
-   */
+  /** Sends a request whose reply goes to `waiter`. */
   private sendRequest(
     type: number,
     fill: (w: SshWriter) => void,
     waiter: Pending,
     init = false,
-    size = 64,
   ): void {
+    const w = new SshWriter(64);
+    w.uint32(0).byte(type);
+    if (!init) w.uint32(0);
+    fill(w);
+    this.sendPacket(w.done(), waiter, init);
+  }
+
+  /**
+   * Sends a request's packet, its type and body in place: its length goes in here, and its id
+   * (INIT, the one request without, files its reply under id 0).
+   */
+  private sendPacket(packet: Uint8Array, waiter: Pending, init = false): void {
     if (this.failure) return waiter.reject(this.failure);
     const id = init ? 0 : this.nextId;
     if (!init) this.nextId = (this.nextId + 1) >>> 0 || 1;
-    const w = new SshWriter(size);
-    w.uint32(0).byte(type);
-    if (!init) w.uint32(id);
-    fill(w);
-    const packet = w.done();
-    new DataView(packet.buffer, packet.byteOffset).setUint32(0, packet.length - 4);
+    const v = new DataView(packet.buffer, packet.byteOffset, packet.length);
+    v.setUint32(0, packet.length - 4);
+    if (!init) v.setUint32(5, id);
     this.pending.set(id, waiter);
     this.send(packet);
   }
 
   /** A request whose success reply is a STATUS OK. */
-  private async statusRequest(
-    type: number,
-    fill: (w: SshWriter) => void,
-    size?: number,
-  ): Promise<void> {
-    const [r, t] = await this.requestTyped(type, fill, false, size);
+  private async statusRequest(type: number, fill: (w: SshWriter) => void): Promise<void> {
+    const [r, t] = await this.requestTyped(type, fill);
     expectStatus(r, t);
   }
 
@@ -378,16 +378,18 @@ export class SftpClient {
   }
 
   /** @internal The data (a copy of its own), or null at end of file. */
-  async read(handle: Uint8Array, offset: number, length: number): Promise<Uint8Array | null> {
-    const [r, t] = await this.requestTyped(
-      FXP.READ,
-      (w) => w.string(handle).uint64(offset).uint32(length),
-    );
-    if (t === FXP.DATA) return r.bytes();
-    if (t !== FXP.STATUS) throw statusOrUnexpected(r, t, "DATA");
-    const code = r.uint32();
-    if (code !== FX.EOF) throw new SftpError(code, statusMessage(r));
-    return null;
+  read(handle: Uint8Array, offset: number, length: number): Promise<Uint8Array | null> {
+    return new Promise((resolve, reject) => {
+      const data = new Uint8Array(length);
+      let overrun = false;
+      this.readInto(handle, offset, length, (chunk, at) => {
+        if (at + chunk.length > length) overrun = true;
+        else data.set(chunk, at);
+      }, (n) => {
+        if (overrun) reject(new SftpProtocolError("SFTP server sent more data than was asked for"));
+        else resolve(n === null ? null : data.subarray(0, n));
+      }, reject);
+    });
   }
 
   /**
@@ -433,12 +435,10 @@ export class SftpClient {
 
   /** @internal */
   write(handle: Uint8Array, offset: number, data: Uint8Array): Promise<void> {
-    return this.statusRequest(
-      FXP.WRITE,
-      (w) => w.string(handle).uint64(offset).string(data),
-      // length, type, id, handle string, offset, data string
-      4 + 1 + 4 + 4 + handle.length + 8 + 4 + data.length,
-    );
+    const head = this.writeHeaderLength(handle);
+    const packet = new Uint8Array(head + data.length);
+    packet.set(data, head);
+    return this.writePacket(handle, packet, offset, data.length);
   }
 
   /** @internal What precedes the data in a WRITE's packet for `handle` (see writePacket). */
@@ -458,34 +458,19 @@ export class SftpClient {
     offset: number,
     length: number,
   ): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (this.failure) return reject(this.failure);
-      const id = this.nextId;
-      this.nextId = (this.nextId + 1) >>> 0 || 1;
-      const total = this.writeHeaderLength(handle) + length;
-      const v = new DataView(packet.buffer, packet.byteOffset, total);
-      v.setUint32(0, total - 4);
-      packet[4] = FXP.WRITE;
-      v.setUint32(5, id);
-      v.setUint32(9, handle.length);
-      packet.set(handle, 13);
-      const at = 13 + handle.length;
-      v.setUint32(at, Math.floor(offset / 0x100000000));
-      v.setUint32(at + 4, offset >>> 0);
-      v.setUint32(at + 8, length);
-      this.pending.set(id, {
-        resolve: (r, t) => {
-          try {
-            expectStatus(r, t);
-            resolve();
-          } catch (e) {
-            reject(e);
-          }
-        },
-        reject,
-      });
-      this.send(packet.subarray(0, total));
-    });
+    const total = this.writeHeaderLength(handle) + length;
+    // Length and id are sendPacket's.
+    const v = new DataView(packet.buffer, packet.byteOffset, total);
+    packet[4] = FXP.WRITE;
+    v.setUint32(9, handle.length);
+    packet.set(handle, 13);
+    const at = 13 + handle.length;
+    v.setUint32(at, Math.floor(offset / 0x100000000));
+    v.setUint32(at + 4, offset >>> 0);
+    v.setUint32(at + 8, length);
+    return new Promise<[SshReader, number]>((resolve, reject) => {
+      this.sendPacket(packet.subarray(0, total), { resolve: (r, t) => resolve([r, t]), reject });
+    }).then(([r, t]) => expectStatus(r, t));
   }
 
   /** @internal */

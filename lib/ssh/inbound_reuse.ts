@@ -5,8 +5,9 @@
  *
  * The transport gathers (and deciphers) a packet in inboundBuffer(), and a sharing socket a
  * message; the packet's last holder, once it has copied what it keeps, says so with
- * copiedInbound(). That may come later than the payload handler (a packet can wait in an in-process port's queue). Only a holder that knows no
- * view of the packet survives may say so: a channel whose ring took all of the data, never code
+ * copiedInbound(). That may come later than the payload handler (a packet can wait in an
+ * in-process port's queue). Only a holder that knows no view of the packet survives may say so:
+ * a channel whose ring took all of the data (or a reader that consumed it as it came), never code
  * that queued a view of it. A buffer nobody hands back is collected as any other.
  */
 

@@ -33,7 +33,7 @@ import {
 } from "./ssh2_chacha.ts";
 import { isFramed, releaseFramed } from "../ssh/framed_payload.ts";
 // ssh2's Client and key parser, not its index, which also loads its Server, key generator and
-// HTTP agents (node:http, node:https, node:tls): ~20 ms of every direct connection's start.
+// HTTP agents (node:http, node:https, node:tls), none of which a connection uses.
 import ssh2Client from "npm:ssh2@1.17.0/lib/client.js";
 import ssh2KeyParser from "npm:ssh2@1.17.0/lib/protocol/keyParser.js";
 import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
