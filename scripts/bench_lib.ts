@@ -57,6 +57,11 @@ export function stats(samples: number[]): Stats {
 export interface Row {
   name: string;
   stats: Stats;
+  /**
+   * The samples in round order, where every round measured each row of the table once: then
+   * ratio() pairs them round by round, so load that comes and goes hits both sides alike.
+   */
+  rounds?: number[];
 }
 
 export interface Table {
@@ -64,7 +69,7 @@ export interface Table {
   /** Unit of every number in the rows ("ms", "MiB/s", "MiB"). */
   unit: string;
   rows: Row[];
-  /** "ours warm / OpenSSH mux" -> 6.6 (ratio of medians). */
+  /** "ours warm / OpenSSH mux" -> 6.6 (ratio of medians, or paired: see ratio()). */
   ratios: [string, number][];
   notes: string[];
 }
@@ -135,13 +140,26 @@ function openRusage(): (() => number) | null {
   }
 }
 
+/** Median over the rounds of a's value / b's value in the same round (rounds with both). */
+export function pairedRatio(a: number[], b: number[]): number {
+  return stats(a.map((v, i) => v / b[i]).filter(Number.isFinite)).median;
+}
+
+/**
+ * Row a's figure over row b's: the median of their round-by-round ratios when both have rounds
+ * (labelled "paired"), else the ratio of their medians.
+ */
 export function ratio(rows: Row[], a: string, b: string): [string, number] {
   const find = (n: string) => {
     const r = rows.find((row) => row.name === n);
     if (!r) throw new Error(`no row "${n}"`);
-    return r.stats.median;
+    return r;
   };
-  return [`${a} / ${b}`, find(a) / find(b)];
+  const [ra, rb] = [find(a), find(b)];
+  if (ra.rounds && rb.rounds && ra.rounds.length === rb.rounds.length && ra.rounds.length > 1) {
+    return [`${a} / ${b}, paired`, pairedRatio(ra.rounds, rb.rounds)];
+  }
+  return [`${a} / ${b}`, ra.stats.median / rb.stats.median];
 }
 
 export async function waitUntil(

@@ -6,8 +6,9 @@
  *   download   one connection receives N MiB from a source through the forwarding
  *   K x down   K such downloads at once (aggregate MiB/s)
  *
- * and the forwarding process's peak RSS (VmHWM) after all of it. Time runs from connecting to the
- * forwarded port to the last byte (the SSH connection is already up).
+ * and the forwarding process's peak RSS (VmHWM) after all of it. The three forward at once and
+ * take turns, in rounds that run each once; the ratios pair them round by round. Time runs from
+ * connecting to the forwarded port to the last byte (the SSH connection is already up).
  */
 
 import { peakRssKiB } from "../../tests/fixtures/proc.ts";
@@ -19,6 +20,7 @@ import {
   MiB,
   ratio,
   type Row,
+  type Running,
   type Section,
   stats,
   type Table,
@@ -96,20 +98,28 @@ export const forward: Section = {
   name: "forward",
   async run(ctx: BenchContext) {
     const size = (ctx.quick ? 8 : 200) * MiB;
-    const reps = ctx.quick ? 1 : 3;
+    const reps = ctx.quick ? 1 : 5;
     const copies = ctx.quick ? 4 : 20;
     const sink = serve(async (c) => {
       const n = await readAll(c);
       await c.write(new TextEncoder().encode(String(n)));
     });
     const source = serve((c) => writeAll(c, size));
-    const rows = { up: [] as Row[], down: [] as Row[], many: [] as Row[], rss: [] as Row[] };
+    const tools: [string, (forwardings: string[]) => Cmd][] = [
+      ["ours plink", (f) => ctx.ours([...ctx.auth, ...f, ...ctx.target, "-N"])],
+      ["PuTTY plink", (f) => ctx.real([...ctx.auth, ...f, ...ctx.target, "-N"])],
+      ["OpenSSH ssh", (f) => ctx.ssh([], false, [...f, "-N"])],
+    ];
+    const samples = tools.map(() => ({
+      up: [] as number[],
+      down: [] as number[],
+      many: [] as number[],
+    }));
+    const rss: number[] = [];
+    const forwarders: { upPort: number; downPort: number; fwd: Running }[] = [];
     try {
-      const tools: [string, (forwardings: string[]) => Cmd][] = [
-        ["ours plink", (f) => ctx.ours([...ctx.auth, ...f, ...ctx.target, "-N"])],
-        ["PuTTY plink", (f) => ctx.real([...ctx.auth, ...f, ...ctx.target, "-N"])],
-        ["OpenSSH ssh", (f) => ctx.ssh([], false, [...f, "-N"])],
-      ];
+      // All three forward at once, each on ports of its own; rounds run each once, in an order
+      // that turns, so that load that comes and goes hits all of them alike.
       for (const [name, command] of tools) {
         const [upPort, downPort] = [freePort(), freePort()];
         const fwd = await ctx.start(
@@ -122,24 +132,33 @@ export const forward: Section = {
           ]),
           async () => await acceptsTcp(upPort) && await acceptsTcp(downPort),
         );
-        const up: number[] = [];
-        const down: number[] = [];
-        const many: number[] = [];
-        for (let i = 0; i < reps; i++) {
-          up.push(await upload(upPort, size));
-          down.push(await download(downPort, size));
-          many.push(await download(downPort, size, copies));
-        }
-        rows.up.push({ name, stats: stats(up) });
-        rows.down.push({ name, stats: stats(down) });
-        rows.many.push({ name, stats: stats(many) });
-        rows.rss.push({ name, stats: stats([peakRssKiB(fwd.pid) / 1024]) });
-        await fwd.stop();
+        forwarders.push({ upPort, downPort, fwd });
       }
+      for (let i = 0; i < reps; i++) {
+        for (let k = 0; k < tools.length; k++) {
+          const t = (k + i) % tools.length;
+          const { upPort, downPort } = forwarders[t];
+          samples[t].up.push(await upload(upPort, size));
+          samples[t].down.push(await download(downPort, size));
+          samples[t].many.push(await download(downPort, size, copies));
+        }
+      }
+      for (const { fwd } of forwarders) rss.push(peakRssKiB(fwd.pid) / 1024);
     } finally {
+      for (const { fwd } of forwarders) await fwd.stop();
       sink.close();
       source.close();
     }
+    const rows = (pick: (t: number) => number[], paired = true): Row[] =>
+      tools.map(([name], t) => ({
+        name,
+        stats: stats(pick(t)),
+        rounds: paired ? pick(t) : undefined,
+      }));
+    const up = rows((t) => samples[t].up);
+    const down = rows((t) => samples[t].down);
+    const many = rows((t) => samples[t].many);
+    const peak = rows((t) => [rss[t]], false);
     const table = (r: Row[], title: string, unit = "MiB/s"): Table => ({
       title,
       unit,
@@ -147,12 +166,12 @@ export const forward: Section = {
       ratios: [ratio(r, "ours plink", "PuTTY plink"), ratio(r, "ours plink", "OpenSSH ssh")],
       notes: [],
     });
-    const of = `${size / MiB} MiB per connection, ${reps} runs; higher is better`;
+    const of = `${size / MiB} MiB per connection, ${reps} rounds; higher is better`;
     return [
-      table(rows.up, `-L forwarding, upload through it (${of})`),
-      table(rows.down, `-L forwarding, download through it (${of})`),
-      table(rows.many, `-L forwarding, ${copies} downloads at once, aggregate (${of})`),
-      table(rows.rss, `-L forwarding, peak RSS of the forwarding process after all of that`, "MiB"),
+      table(up, `-L forwarding, upload through it (${of})`),
+      table(down, `-L forwarding, download through it (${of})`),
+      table(many, `-L forwarding, ${copies} downloads at once, aggregate (${of})`),
+      table(peak, `-L forwarding, peak RSS of the forwarding process after all of that`, "MiB"),
     ];
   },
 };

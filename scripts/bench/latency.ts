@@ -24,6 +24,7 @@
 import {
   type BenchContext,
   type Cmd,
+  pairedRatio,
   ratio,
   type Row,
   type Section,
@@ -61,11 +62,6 @@ async function paired(
     }
   }
   return series;
-}
-
-/** Median over the rounds of a's value / b's value in the same round (rounds with both). */
-function pairedRatio(a: number[], b: number[]): number {
-  return stats(a.map((v, i) => v / b[i]).filter(Number.isFinite)).median;
 }
 
 const measured = (values: number[]) => values.filter(Number.isFinite);

@@ -2,7 +2,8 @@
  * Bulk data through one command, both ways: 200 MiB from the server (`head -c N /dev/zero` read
  * on our side) and to it (our stdin into `wc -c`, whose count is checked). Wall time includes
  * connection set-up, as a user sees it. Compared: our plink as a downstream of our upstream and
- * alone, PuTTY's plink as a downstream of PuTTY's upstream and alone, and OpenSSH's ssh.
+ * alone, PuTTY's plink as a downstream of PuTTY's upstream and alone, and OpenSSH's ssh, in rounds
+ * that run each once; the ratios pair them round by round.
  */
 
 import {
@@ -54,40 +55,50 @@ export const throughput: Section = {
   name: "throughput",
   async run(ctx: BenchContext) {
     const size = (ctx.quick ? 8 : 200) * MiB;
-    const reps = ctx.quick ? 1 : 3;
+    const reps = ctx.quick ? 1 : 5;
     const down = `head -c ${size} /dev/zero`;
     const up = "wc -c";
-    const rows = { download: [] as Row[], upload: [] as Row[] };
-    const measure = async (name: string, make: (cmd: string) => Cmd) => {
-      const d: number[] = [];
-      const u: number[] = [];
-      for (let i = 0; i < reps; i++) {
-        d.push(await download(ctx, `${name} download`, make(down), size));
-        u.push(await upload(ctx, `${name} upload`, make(up), size));
-      }
-      rows.download.push({ name, stats: stats(d) });
-      rows.upload.push({ name, stats: stats(u) });
-    };
     const { auth, target } = ctx;
-
-    const oursUp = await ctx.startUpstream("ours");
-    await measure("ours, downstream", (c) => ctx.ours(["-share", "-batch", ...target, c]));
-    await oursUp.stop();
-    await measure("ours, no sharing", (c) => ctx.ours([...auth, ...target, c]));
-    const realUp = await ctx.startUpstream("real");
-    await measure("PuTTY plink, downstream", (c) => ctx.real(["-share", "-batch", ...target, c]));
-    await realUp.stop();
-    await measure("PuTTY plink, no sharing", (c) => ctx.real([...auth, ...target, c]));
-    await measure("OpenSSH ssh", (c) => ctx.ssh([c]));
+    /** Each way: a name, the upstream it runs through (if any) and its command for `c`. */
+    const ways: [string, "ours" | "real" | undefined, (c: string) => Cmd][] = [
+      ["ours, downstream", "ours", (c) => ctx.ours(["-share", "-batch", ...target, c])],
+      ["ours, no sharing", undefined, (c) => ctx.ours([...auth, ...target, c])],
+      ["PuTTY plink, downstream", "real", (c) => ctx.real(["-share", "-batch", ...target, c])],
+      ["PuTTY plink, no sharing", undefined, (c) => ctx.real([...auth, ...target, c])],
+      ["OpenSSH ssh", undefined, (c) => ctx.ssh([c])],
+    ];
+    const samples = ways.map(() => ({ download: [] as number[], upload: [] as number[] }));
+    // Rounds, each way once a round in an order that turns, so that load that comes and goes
+    // hits all of them alike; an upstream lives for its way's turn only (ours and PuTTY's would
+    // share one socket).
+    for (let i = 0; i < reps; i++) {
+      for (let k = 0; k < ways.length; k++) {
+        const w = (k + i) % ways.length;
+        const [name, upstream, make] = ways[w];
+        const running = upstream ? await ctx.startUpstream(upstream) : undefined;
+        try {
+          samples[w].download.push(await download(ctx, `${name} download`, make(down), size));
+          samples[w].upload.push(await upload(ctx, `${name} upload`, make(up), size));
+        } finally {
+          await running?.stop();
+        }
+      }
+    }
+    const rows = (dir: "download" | "upload"): Row[] =>
+      ways.map(([name], w) => ({
+        name,
+        stats: stats(samples[w][dir]),
+        rounds: samples[w][dir],
+      }));
 
     const table = (dir: "download" | "upload", what: string): Table => ({
-      title: `Throughput, ${size / MiB} MiB ${what} (${reps} runs; higher is better)`,
+      title: `Throughput, ${size / MiB} MiB ${what} (${reps} rounds; higher is better)`,
       unit: "MiB/s",
-      rows: rows[dir],
+      rows: rows(dir),
       ratios: [
-        ratio(rows[dir], "ours, downstream", "ours, no sharing"),
-        ratio(rows[dir], "ours, downstream", "PuTTY plink, downstream"),
-        ratio(rows[dir], "ours, downstream", "OpenSSH ssh"),
+        ratio(rows(dir), "ours, downstream", "ours, no sharing"),
+        ratio(rows(dir), "ours, downstream", "PuTTY plink, downstream"),
+        ratio(rows(dir), "ours, downstream", "OpenSSH ssh"),
       ],
       notes: [],
     });

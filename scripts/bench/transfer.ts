@@ -9,7 +9,8 @@
  *   OpenSSH scp -O       the SCP protocol (OpenSSH 9's scp speaks SFTP unless -O)
  *   PuTTY pscp (SFTP), PuTTY pscp (SCP), PuTTY psftp: 0.78 from putty-tools
  *
- * The runs of the tools are interleaved; every transfer is checked by size. MiB/s is over the wall
+ * The tools run in rounds, each tool once a round, in an order that turns from round to round; the
+ * ratios pair them round by round. Every transfer is checked by size. MiB/s is over the wall
  * time including connection set-up; peak RSS is the client's (GNU time; OpenSSH's includes the
  * ssh it starts).
  */
@@ -59,7 +60,7 @@ export const transfer: Section = {
   name: "transfer",
   async run(ctx: BenchContext) {
     const size = (ctx.quick ? 8 : 200) * MiB;
-    const reps = ctx.quick ? 1 : 3;
+    const reps = ctx.quick ? 1 : 5;
     const local = await Deno.makeTempDir({ dir: scratchRoot(), prefix: "pk-bench-transfer-" });
     try {
       const src = join(local, "payload.bin");
@@ -109,7 +110,8 @@ export const transfer: Section = {
         tools.map((t) => [t.name, { up: [], down: [], rss: [] }]),
       );
       for (let i = 0; i < reps; i++) {
-        for (const tool of tools) {
+        for (let k = 0; k < tools.length; k++) {
+          const tool = tools[(k + i) % tools.length];
           const s = samples.get(tool.name)!;
           const once = async (c: Cmd, dir: "upload" | "download", file: string) => {
             await Deno.remove(file).catch(() => {});
@@ -129,10 +131,12 @@ export const transfer: Section = {
         }
       }
 
-      const rows = (pick: (s: Samples) => number[]) =>
+      const rows = (pick: (s: Samples) => number[], paired: boolean) =>
         tools.flatMap((t): Row[] => {
           const xs = pick(samples.get(t.name)!);
-          return xs.length ? [{ name: t.name, stats: stats(xs) }] : [];
+          return xs.length
+            ? [{ name: t.name, stats: stats(xs), rounds: paired ? xs : undefined }]
+            : [];
         });
       const pairs: [string, string][] = [
         ["ours pscp (SFTP)", "PuTTY pscp (SFTP)"],
@@ -143,9 +147,9 @@ export const transfer: Section = {
         ["ours psftp", "OpenSSH sftp -b"],
       ];
       const speed = (dir: "up" | "down", what: string): Table => {
-        const r = rows((s) => s[dir]);
+        const r = rows((s) => s[dir], true);
         return {
-          title: `File ${what}, ${size / MiB} MiB, pscp/psftp vs scp/sftp (${reps} runs; ` +
+          title: `File ${what}, ${size / MiB} MiB, pscp/psftp vs scp/sftp (${reps} rounds; ` +
             `higher is better)`,
           unit: "MiB/s",
           rows: r,
@@ -154,7 +158,8 @@ export const transfer: Section = {
         };
       };
       const tables = [speed("up", "upload"), speed("down", "download")];
-      const rss = rows((s) => s.rss);
+      // Runs stopped at the time limit have no peak RSS, so the RSS samples are not one a round.
+      const rss = rows((s) => s.rss, false);
       if (rss.length) {
         tables.push({
           title: `Peak RSS of the file transfer clients, ${size / MiB} MiB up and down ` +
