@@ -140,6 +140,19 @@ function openRusage(): (() => number) | null {
   }
 }
 
+/**
+ * The order in which round `round` runs `count` things: turned by one from the round before, so
+ * load that comes and goes on the machine hits all of them alike.
+ */
+export function turningOrder(round: number, count: number): number[] {
+  return Array.from({ length: count }, (_, k) => (k + round) % count);
+}
+
+/** A row of samples taken one a round (see Row.rounds): ratio() pairs it with its likes. */
+export function roundsRow(name: string, samples: number[]): Row {
+  return { name, stats: stats(samples), rounds: samples };
+}
+
 /** Median over the rounds of a's value / b's value in the same round (rounds with both). */
 export function pairedRatio(a: number[], b: number[]): number {
   return stats(a.map((v, i) => v / b[i]).filter(Number.isFinite)).median;

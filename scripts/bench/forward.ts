@@ -19,11 +19,13 @@ import {
   type Cmd,
   MiB,
   ratio,
+  roundsRow,
   type Row,
   type Running,
   type Section,
   stats,
   type Table,
+  turningOrder,
 } from "../bench_lib.ts";
 
 const BLOCK = new Uint8Array(65536);
@@ -135,8 +137,7 @@ export const forward: Section = {
         forwarders.push({ upPort, downPort, fwd });
       }
       for (let i = 0; i < reps; i++) {
-        for (let k = 0; k < tools.length; k++) {
-          const t = (k + i) % tools.length;
+        for (const t of turningOrder(i, tools.length)) {
           const { upPort, downPort } = forwarders[t];
           samples[t].up.push(await upload(upPort, size));
           samples[t].down.push(await download(downPort, size));
@@ -149,16 +150,12 @@ export const forward: Section = {
       sink.close();
       source.close();
     }
-    const rows = (pick: (t: number) => number[], paired = true): Row[] =>
-      tools.map(([name], t) => ({
-        name,
-        stats: stats(pick(t)),
-        rounds: paired ? pick(t) : undefined,
-      }));
+    const rows = (pick: (t: number) => number[]): Row[] =>
+      tools.map(([name], t) => roundsRow(name, pick(t)));
     const up = rows((t) => samples[t].up);
     const down = rows((t) => samples[t].down);
     const many = rows((t) => samples[t].many);
-    const peak = rows((t) => [rss[t]], false);
+    const peak = tools.map(([name], t): Row => ({ name, stats: stats([rss[t]]) }));
     const table = (r: Row[], title: string, unit = "MiB/s"): Table => ({
       title,
       unit,

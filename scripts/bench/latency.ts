@@ -30,6 +30,7 @@ import {
   type Section,
   stats,
   type Table,
+  turningOrder,
 } from "../bench_lib.ts";
 import { fileURLToPath } from "node:url";
 import { DENO } from "../../tests/fixtures/tools.ts";
@@ -53,8 +54,7 @@ async function paired(
 ): Promise<Series[]> {
   const series = cmds.map(({ name }) => ({ name, wall: [], cpu: [], rss: [] } as Series));
   for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < cmds.length; k++) {
-      const i = (k + r) % cmds.length;
+    for (const i of turningOrder(r, cmds.length)) {
       const t = await ctx.once(cmds[i].cmd, cmds[i].name, { rss: true });
       series[i].wall.push(t.ms);
       series[i].cpu.push(t.cpuMs ?? NaN);

@@ -11,10 +11,10 @@ import {
   type Cmd,
   MiB,
   ratio,
-  type Row,
+  roundsRow,
   type Section,
-  stats,
   type Table,
+  turningOrder,
 } from "../bench_lib.ts";
 
 async function download(ctx: BenchContext, label: string, c: Cmd, size: number): Promise<number> {
@@ -72,8 +72,7 @@ export const throughput: Section = {
     // hits all of them alike; an upstream lives for its way's turn only (ours and PuTTY's would
     // share one socket).
     for (let i = 0; i < reps; i++) {
-      for (let k = 0; k < ways.length; k++) {
-        const w = (k + i) % ways.length;
+      for (const w of turningOrder(i, ways.length)) {
         const [name, upstream, make] = ways[w];
         const running = upstream ? await ctx.startUpstream(upstream) : undefined;
         try {
@@ -84,24 +83,20 @@ export const throughput: Section = {
         }
       }
     }
-    const rows = (dir: "download" | "upload"): Row[] =>
-      ways.map(([name], w) => ({
-        name,
-        stats: stats(samples[w][dir]),
-        rounds: samples[w][dir],
-      }));
-
-    const table = (dir: "download" | "upload", what: string): Table => ({
-      title: `Throughput, ${size / MiB} MiB ${what} (${reps} rounds; higher is better)`,
-      unit: "MiB/s",
-      rows: rows(dir),
-      ratios: [
-        ratio(rows(dir), "ours, downstream", "ours, no sharing"),
-        ratio(rows(dir), "ours, downstream", "PuTTY plink, downstream"),
-        ratio(rows(dir), "ours, downstream", "OpenSSH ssh"),
-      ],
-      notes: [],
-    });
+    const table = (dir: "download" | "upload", what: string): Table => {
+      const rows = ways.map(([name], w) => roundsRow(name, samples[w][dir]));
+      return {
+        title: `Throughput, ${size / MiB} MiB ${what} (${reps} rounds; higher is better)`,
+        unit: "MiB/s",
+        rows,
+        ratios: [
+          ratio(rows, "ours, downstream", "ours, no sharing"),
+          ratio(rows, "ours, downstream", "PuTTY plink, downstream"),
+          ratio(rows, "ours, downstream", "OpenSSH ssh"),
+        ],
+        notes: [],
+      };
+    };
     return [
       table("download", "from the server (`head -c N /dev/zero`)"),
       table("upload", "to the server (stdin into `wc -c`)"),

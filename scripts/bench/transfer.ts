@@ -21,11 +21,13 @@ import {
   type Cmd,
   MiB,
   ratio,
+  roundsRow,
   type Row,
   scratchRoot,
   type Section,
   stats,
   type Table,
+  turningOrder,
 } from "../bench_lib.ts";
 
 interface Tool {
@@ -110,8 +112,8 @@ export const transfer: Section = {
         tools.map((t) => [t.name, { up: [], down: [], rss: [] }]),
       );
       for (let i = 0; i < reps; i++) {
-        for (let k = 0; k < tools.length; k++) {
-          const tool = tools[(k + i) % tools.length];
+        for (const t of turningOrder(i, tools.length)) {
+          const tool = tools[t];
           const s = samples.get(tool.name)!;
           const once = async (c: Cmd, dir: "upload" | "download", file: string) => {
             await Deno.remove(file).catch(() => {});
@@ -134,9 +136,8 @@ export const transfer: Section = {
       const rows = (pick: (s: Samples) => number[], paired: boolean) =>
         tools.flatMap((t): Row[] => {
           const xs = pick(samples.get(t.name)!);
-          return xs.length
-            ? [{ name: t.name, stats: stats(xs), rounds: paired ? xs : undefined }]
-            : [];
+          if (!xs.length) return [];
+          return [paired ? roundsRow(t.name, xs) : { name: t.name, stats: stats(xs) }];
         });
       const pairs: [string, string][] = [
         ["ours pscp (SFTP)", "PuTTY pscp (SFTP)"],
