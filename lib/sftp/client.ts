@@ -53,6 +53,18 @@ const SFTP_SERVER_COMMAND = "test -x /usr/lib/sftp-server && exec /usr/lib/sftp-
   "test -x /usr/local/lib/sftp-server && exec /usr/local/lib/sftp-server\n" +
   "exec sftp-server";
 
+/**
+ * A request's packet: type, room for its id (unless INIT, the one request without), and the body
+ * `fill` writes; sendPacket puts in its length and id.
+ */
+function requestPacket(type: number, fill: (w: SshWriter) => void, init: boolean): Uint8Array {
+  const w = new SshWriter(64);
+  w.uint32(0).byte(type);
+  if (!init) w.uint32(0);
+  fill(w);
+  return w.done();
+}
+
 export class SftpClient {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -214,9 +226,7 @@ export class SftpClient {
     fill: (w: SshWriter) => void,
     init = false,
   ): Promise<[SshReader, number]> {
-    return new Promise<[SshReader, number]>((resolve, reject) => {
-      this.sendRequest(type, fill, { resolve: (r, t) => resolve([r, t]), reject }, init);
-    });
+    return this.packetReply(requestPacket(type, fill, init), init);
   }
 
   /** Sends a request whose reply goes to `waiter`. */
@@ -226,11 +236,14 @@ export class SftpClient {
     waiter: Pending,
     init = false,
   ): void {
-    const w = new SshWriter(64);
-    w.uint32(0).byte(type);
-    if (!init) w.uint32(0);
-    fill(w);
-    this.sendPacket(w.done(), waiter, init);
+    this.sendPacket(requestPacket(type, fill, init), waiter, init);
+  }
+
+  /** Sends a request's packet (see sendPacket); resolves with its reply's reader and type. */
+  private packetReply(packet: Uint8Array, init = false): Promise<[SshReader, number]> {
+    return new Promise<[SshReader, number]>((resolve, reject) => {
+      this.sendPacket(packet, { resolve: (r, t) => resolve([r, t]), reject }, init);
+    });
   }
 
   /**
@@ -468,9 +481,7 @@ export class SftpClient {
     v.setUint32(at, Math.floor(offset / 0x100000000));
     v.setUint32(at + 4, offset >>> 0);
     v.setUint32(at + 8, length);
-    return new Promise<[SshReader, number]>((resolve, reject) => {
-      this.sendPacket(packet.subarray(0, total), { resolve: (r, t) => resolve([r, t]), reject });
-    }).then(([r, t]) => expectStatus(r, t));
+    return this.packetReply(packet.subarray(0, total)).then(([r, t]) => expectStatus(r, t));
   }
 
   /** @internal */
