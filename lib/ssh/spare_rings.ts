@@ -1,12 +1,12 @@
 /**
  * Rings of channels that have ended, for channels opened later (spareRing): a forwarded port that
  * takes connection after connection then keeps a few rings, where each connection's ring (grown
- * to the window's size, half a MiB) used to be left to the collector, tens of MiB with 20
+ * to the window's size, a quarter of a MiB) would be left to the collector, MiB upon MiB with 20
  * downloads at once. Bounded in bytes.
  */
 const spareRings: Uint8Array[] = [];
 let spareRingBytes = 0;
-const SPARE_RING_BYTES = 12 * 1024 * 1024;
+const SPARE_RING_BYTES = 6 * 1024 * 1024;
 
 /** A spare ring of at most `size` bytes (the largest there is), if any. */
 export function spareRing(size: number): Uint8Array | undefined {
