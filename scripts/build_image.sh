@@ -20,7 +20,7 @@ mkdir -p "$bin"
 
 if [ "${PUTTYKIT_NO_COMPILE:-0}" != 1 ]; then
   # The flags of scripts/deno_flags.ts (keep in step).
-  if ! "$deno_bin" compile --quiet -A --v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy \
+  if ! "$deno_bin" compile --quiet -A --v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy,--max-opt=2 \
     --output "$bin/puttykit" "$here/mod.ts"; then
     echo "build_image: deno compile failed (it downloads Deno's runtime once)" >&2
     exit 1
@@ -31,7 +31,7 @@ else
 #!/bin/bash
 # launcher (PUTTYKIT_NO_COMPILE=1): mod.ts under deno run, argv[0] the name it was run as, so it
 # dispatches as the compiled binary does
-exec -a "\$(basename "\$0")" "$deno_bin" run -A --quiet --v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy "$here/mod.ts" "\$@"
+exec -a "\$(basename "\$0")" "$deno_bin" run -A --quiet --v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy,--max-opt=2 "$here/mod.ts" "\$@"
 WRAP
   chmod 755 "$bin/puttykit"
   built=launcher
