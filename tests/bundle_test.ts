@@ -46,7 +46,7 @@ Deno.test("the bundle reads no dynamic import ahead: each is written so Deno res
 
 Deno.test(
   "installed plink, pscp and psftp: a cold upstream logs in once, warm downstreams share it " +
-    "and load only the bundle's light part",
+    "and load only the bundle's light part; -C works",
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
     const s = await startSshd();
@@ -76,6 +76,16 @@ Deno.test(
       assert.equal(await Deno.readTextFile(`${dir}/down.txt`), "through the bundle\n");
       assert.match(runs[3].stdout, /p\.txt/);
       assert.equal(await s.authCount(), 1, "all of them through the one upstream");
+      // -C on a connection of its own: ssh2's zlib classes must be swapped before ssh2 loads
+      // them, also where the bundle has joined the modules into one file.
+      const compressed = await collect(
+        spawn(`${bin}/plink`, [...loginArgs(s, "-C", "-v"), "head -c 100000 /dev/zero | wc -c"], {
+          env: s.env,
+        }),
+      );
+      assert.equal(compressed.code, 0, compressed.stderr);
+      assert.equal(compressed.stdout.trim(), "100000");
+      assert.match(compressed.stderr, /zlib \(RFC1950\) compression/);
       const libUrl = new URL(`file://${lib}/`).href;
       for (const r of runs) {
         const loaded = loadedModules(r.stderr);

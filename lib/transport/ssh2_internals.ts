@@ -32,16 +32,29 @@ import {
   sealFramed,
 } from "./ssh2_chacha.ts";
 import { isFramed, releaseFramed } from "../ssh/framed_payload.ts";
-// ssh2's Client and key parser, not its index, which also loads its Server, key generator and
-// HTTP agents (node:http, node:https, node:tls), none of which a connection uses.
-import ssh2Client from "npm:ssh2@1.17.0/lib/client.js";
-import ssh2KeyParser from "npm:ssh2@1.17.0/lib/protocol/keyParser.js";
-import MESSAGE_HANDLERS from "npm:ssh2@1.17.0/lib/protocol/handlers.js";
-import ssh2Utils from "npm:ssh2@1.17.0/lib/protocol/utils.js";
-import ssh2Crypto from "npm:ssh2@1.17.0/lib/protocol/crypto.js";
-import ssh2PacketRW from "npm:ssh2@1.17.0/lib/protocol/zlib.js";
 import ssh2Package from "npm:ssh2@1.17.0/package.json" with { type: "json" };
 import type { Duplex } from "node:stream";
+
+// ssh2's Client and key parser, not its index, which also loads its Server, key generator and
+// HTTP agents (node:http, node:https, node:tls), none of which a connection uses. Imported where
+// written, after ssh2_zlib.ts has swapped zlib.js's packet classes, which kex.js takes when it
+// loads: static imports would be hoisted above the swap once our modules are bundled into one
+// file (the installed bundle), where every -C connection failed.
+const [
+  { default: ssh2Client },
+  { default: ssh2KeyParser },
+  { default: MESSAGE_HANDLERS },
+  { default: ssh2Utils },
+  { default: ssh2Crypto },
+  { default: ssh2PacketRW },
+] = await Promise.all([
+  import("npm:ssh2@1.17.0/lib/client.js"),
+  import("npm:ssh2@1.17.0/lib/protocol/keyParser.js"),
+  import("npm:ssh2@1.17.0/lib/protocol/handlers.js"),
+  import("npm:ssh2@1.17.0/lib/protocol/utils.js"),
+  import("npm:ssh2@1.17.0/lib/protocol/crypto.js"),
+  import("npm:ssh2@1.17.0/lib/protocol/zlib.js"),
+]);
 
 export const SSH2_VERSION_PINNED = "1.17.0";
 
