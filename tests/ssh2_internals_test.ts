@@ -45,6 +45,33 @@ Deno.test("ssh2 is the pinned version and exposes what we use", () => {
   c.end();
 });
 
+Deno.test("ssh2's SFTP client and agent code stay unloaded until an agent is used", async () => {
+  // In a process of its own: this one has ssh2's index (the loopback server), which loads both.
+  const internals = new URL("../lib/transport/ssh2_internals.ts", import.meta.url).href;
+  const code = `
+    import Module from "node:module";
+    const { Client } = await import(${JSON.stringify(internals)});
+    const loaded = () => Object.keys(Module._cache).filter((f) => /ssh2/.test(f))
+      .map((f) => f.replace(/\\\\/g, "/").split("/lib/").pop());
+    const before = loaded();
+    const c = new Client();
+    c.on("error", () => {});
+    c.connect({ host: "127.0.0.1", port: 9, username: "x", readyTimeout: 1000, agent: "/nonexistent" });
+    c.end();
+    console.log(JSON.stringify({ before, after: loaded() }));`;
+  const out = await new Deno.Command(DENO, {
+    args: ["eval", "--config", CONFIG, code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const { before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.ok(before.includes("client.js"), before.join(" "));
+  assert.ok(!before.includes("agent.js") && !before.includes("protocol/SFTP.js"), before.join(" "));
+  assert.ok(after.includes("agent.js"), `an agent connection loads it: ${after.join(" ")}`);
+  assert.ok(!after.includes("protocol/SFTP.js"), after.join(" "));
+});
+
 Deno.test("raw connection layer through ssh2: exec, data both ways, exit status", async () => {
   const server = await startLoopbackServer();
   try {

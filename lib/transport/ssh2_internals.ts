@@ -17,7 +17,8 @@
  * lib/protocol/handlers.js, `sendPacket` from lib/protocol/utils.js, and the prototypes of the
  * chacha20-poly1305 cipher classes of lib/protocol/crypto.js (see finishOneShotCiphers, and
  * ssh2_chacha.ts, which gives them methods making one cipher per packet where ssh2 makes three). The
- * zlib packet classes of lib/protocol/zlib.js are replaced in ssh2_zlib.ts (load order).
+ * zlib packet classes of lib/protocol/zlib.js are replaced in ssh2_zlib.ts (load order), and
+ * ssh2_modules.ts stands in for the two modules lib/client.js requires that we never use.
  */
 
 import { Buffer } from "node:buffer";
@@ -32,6 +33,7 @@ import {
   sealFramed,
 } from "./ssh2_chacha.ts";
 import { isFramed, releaseFramed } from "../ssh/framed_payload.ts";
+import { withoutUnusedSsh2Modules } from "./ssh2_modules.ts";
 import ssh2Package from "npm:ssh2@1.17.0/package.json" with { type: "json" };
 import type { Duplex } from "node:stream";
 
@@ -47,14 +49,16 @@ const [
   { default: ssh2Utils },
   { default: ssh2Crypto },
   { default: ssh2PacketRW },
-] = await Promise.all([
-  import("npm:ssh2@1.17.0/lib/client.js"),
-  import("npm:ssh2@1.17.0/lib/protocol/keyParser.js"),
-  import("npm:ssh2@1.17.0/lib/protocol/handlers.js"),
-  import("npm:ssh2@1.17.0/lib/protocol/utils.js"),
-  import("npm:ssh2@1.17.0/lib/protocol/crypto.js"),
-  import("npm:ssh2@1.17.0/lib/protocol/zlib.js"),
-]);
+] = await withoutUnusedSsh2Modules(() =>
+  Promise.all([
+    import("npm:ssh2@1.17.0/lib/client.js"),
+    import("npm:ssh2@1.17.0/lib/protocol/keyParser.js"),
+    import("npm:ssh2@1.17.0/lib/protocol/handlers.js"),
+    import("npm:ssh2@1.17.0/lib/protocol/utils.js"),
+    import("npm:ssh2@1.17.0/lib/protocol/crypto.js"),
+    import("npm:ssh2@1.17.0/lib/protocol/zlib.js"),
+  ])
+);
 
 export const SSH2_VERSION_PINNED = "1.17.0";
 
