@@ -16,7 +16,7 @@ WORKDIR /src
 COPY deno.json deno.lock mod.ts ./
 COPY cmd ./cmd
 COPY lib ./lib
-COPY scripts/build_image.sh ./scripts/build_image.sh
+COPY scripts/build_image.sh scripts/deno_flags.ts ./scripts/
 RUN sh scripts/build_image.sh /rootfs
 
 FROM gcr.io/distroless/cc-debian12:nonroot

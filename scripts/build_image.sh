@@ -17,11 +17,10 @@ mkdir -p "$bin"
 
 # Fetch and lock the npm dependencies (ssh2) first, so a bad lock fails early.
 "$deno_bin" install --quiet --frozen --entrypoint "$here/mod.ts"
+flags="$("$deno_bin" run --quiet "$here/scripts/deno_flags.ts")"
 
 if [ "${PUTTYKIT_NO_COMPILE:-0}" != 1 ]; then
-  # The flags of scripts/deno_flags.ts (keep in step).
-  if ! "$deno_bin" compile --quiet -A --v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy,--max-opt=2 \
-    --output "$bin/puttykit" "$here/mod.ts"; then
+  if ! "$deno_bin" compile --quiet -A $flags --output "$bin/puttykit" "$here/mod.ts"; then
     echo "build_image: deno compile failed (it downloads Deno's runtime once)" >&2
     exit 1
   fi
@@ -31,7 +30,7 @@ else
 #!/bin/bash
 # launcher (PUTTYKIT_NO_COMPILE=1): mod.ts under deno run, argv[0] the name it was run as, so it
 # dispatches as the compiled binary does
-exec -a "\$(basename "\$0")" "$deno_bin" run -A --quiet --v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy,--max-opt=2 "$here/mod.ts" "\$@"
+exec -a "\$(basename "\$0")" "$deno_bin" run -A --quiet $flags "$here/mod.ts" "\$@"
 WRAP
   chmod 755 "$bin/puttykit"
   built=launcher

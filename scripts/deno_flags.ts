@@ -1,7 +1,8 @@
 /**
  * The `deno run` / `deno compile` flags our tools are run with (scripts/compile.ts bakes them
- * into the binary; scripts/install.sh's wrappers and scripts/build_image.sh pass the same, and
- * so does the benchmark when it runs ours).
+ * into the binary; scripts/install.sh's wrappers and scripts/build_image.sh take them from
+ * `deno run scripts/deno_flags.ts`, which prints them, and the benchmark passes the same when it
+ * runs ours).
  *
  * --max-semi-space-size=1 (MiB): a small young generation. Copying a file allocates a buffer or
  * two per SSH packet; with V8's default young generation those pile up to tens of MiB before a
@@ -30,3 +31,5 @@
 export const DENO_RUN_FLAGS = [
   "--v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy,--max-opt=2",
 ];
+
+if (import.meta.main) console.log(DENO_RUN_FLAGS.join(" "));

@@ -28,8 +28,7 @@ if ! "$deno_bin" run -A --quiet "$here/scripts/bundle.ts" "$lib" >/dev/null; the
   echo "install.sh: could not build the bundle; the wrappers run $here/mod.ts instead" >&2
   entry="$here/mod.ts"
 fi
-# The flags of scripts/deno_flags.ts (keep in step).
-flags="--v8-flags=--max-semi-space-size=1,--no-concurrent-array-buffer-sweeping,--no-lazy,--max-opt=2"
+flags="$("$deno_bin" run --quiet "$here/scripts/deno_flags.ts")"
 for tool in plink pscp psftp putty; do
   cat > "$dest/$tool" <<WRAP
 #!/usr/bin/env bash
