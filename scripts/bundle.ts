@@ -56,6 +56,26 @@ async function rewriteDynamicImports(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Minifies each file on its own, its siblings and npm packages left outside: less source for Deno
+ * to read and hash and for V8 to hold. A warm `plink -share host true`, paired runs: 38.5 -> 36.8
+ * ms (hello world: 25.9). Names are kept (`--keep-names`), so error and class names read as from
+ * source. Minifying folds the rewritten dynamic imports back to string literals: the caller
+ * rewrites them again.
+ */
+async function minifyEach(deno: string, dir: string): Promise<void> {
+  const files: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".js")) files.push(e.name);
+  }
+  for (const name of files) {
+    const siblings = files.filter((f) => f !== name).flatMap((f) => ["--external", `./${f}`]);
+    const file = `${dir}/${name}`;
+    await runBundle(deno, ["--minify", "--keep-names", ...siblings, "-o", `${file}.min`, file]);
+    await Deno.rename(`${file}.min`, file);
+  }
+}
+
 /** The file esbuild made for the module `base`.ts that is loaded lazily (cmd/main.ts: "main"). */
 async function chunkOf(dir: string, base: string): Promise<string> {
   const found: string[] = [];
@@ -78,6 +98,7 @@ export async function buildBundle(outDir: string, deno = Deno.execPath()): Promi
       runBundle(deno, [...externals.flatMap((x) => ["--external", x]), "-o", out, entry]);
     const main = await chunkOf(staging, "main");
     await joinWarmPath(staging, main, [await chunkOf(staging, "plink")], ["mod.js"], rebundle);
+    await minifyEach(deno, staging);
     await rewriteDynamicImports(staging);
     for (const name of CONFIG_FILES) await Deno.copyFile(`${ROOT}${name}`, `${staging}/${name}`);
     await Deno.stat(`${staging}/mod.js`);
