@@ -45,20 +45,26 @@ export async function userName(): Promise<string> {
   return passwdEntry()?.name || (await import("node:os")).userInfo().username;
 }
 
-/** mkdir 0700 (existing is fine), then insist it is ours and closed to everyone else. */
+/**
+ * mkdir 0700 (existing is fine), then insist it is ours and closed to everyone else. An existing
+ * directory (the usual case) is looked at first and not made again: the failing mkdir would cost
+ * an error object, and Deno's first one ~0.5 ms.
+ */
 export function makeDirAndCheckOurs(dir: string): void {
-  try {
-    Deno.mkdirSync(dir, { mode: 0o700 });
-  } catch (e) {
-    if (!(e instanceof Deno.errors.AlreadyExists)) {
-      throw new ShareSetupError(`${dir}: mkdir: ${dirErrorText(e)}`);
+  let st = existingEntry(dir);
+  if (!st) {
+    try {
+      Deno.mkdirSync(dir, { mode: 0o700 });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) {
+        throw new ShareSetupError(`${dir}: mkdir: ${dirErrorText(e)}`);
+      }
     }
-  }
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(dir);
-  } catch (e) {
-    throw new ShareSetupError(`${dir}: stat: ${dirErrorText(e)}`);
+    try {
+      st = Deno.lstatSync(dir);
+    } catch (e) {
+      throw new ShareSetupError(`${dir}: stat: ${dirErrorText(e)}`);
+    }
   }
   if (!st.isDirectory) throw new ShareSetupError(`${dir}: not a directory`);
   if (st.uid !== Deno.uid()) {
@@ -70,6 +76,15 @@ export function makeDirAndCheckOurs(dir: string): void {
       `${dir}: directory has overgenerous permissions ${mode.toString(8).padStart(3, "0")}` +
         " (expected 700)",
     );
+  }
+}
+
+/** lstat, or undefined if it fails: the caller then goes PuTTY's way, mkdir first. */
+function existingEntry(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch {
+    return undefined;
   }
 }
 
