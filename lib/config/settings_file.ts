@@ -52,25 +52,34 @@ export function parseSettings(text: string): Settings {
   return settings;
 }
 
-/**
- * Whether the sessions folder lists `file`. Asked before reading a session so that the usual
- * lookups of sessions nobody saved ("Default Settings", the host name) fail without an error: a
- * warm downstream makes two, and Deno's first error object costs ~0.5 ms to build.
- */
-function sessionFileListed(dir: string, file: string): boolean {
+/** Whether the folder `dir` lists `name` (false if it cannot be listed). */
+function folderLists(dir: string, name: string): boolean {
   try {
-    for (const entry of Deno.readDirSync(dir)) if (entry.name === file) return true;
+    for (const entry of Deno.readDirSync(dir || "/")) if (entry.name === name) return true;
   } catch {
     return false;
   }
   return false;
 }
 
+/**
+ * Whether `path` is there, asked of the folders above it: a saved session is looked for before it
+ * is read, so that the usual lookups of sessions nobody saved ("Default Settings", the host name)
+ * fail without an error, the sessions folder missing too. A warm downstream makes two, and Deno's
+ * first error object costs ~0.5 ms to build.
+ */
+function listedWithParent(path: string): boolean {
+  const slash = path.lastIndexOf("/");
+  const dir = path.slice(0, slash);
+  const up = dir.lastIndexOf("/");
+  if (up >= 0 && !folderLists(dir.slice(0, up), dir.slice(up + 1))) return false;
+  return folderLists(dir, path.slice(slash + 1));
+}
+
 /** The raw settings of a saved session, or undefined if there is no such session. */
 export function readSessionSettings(name: string, env: Env = processEnv): Settings | undefined {
   const path = sessionPath(name, env);
-  const slash = path.lastIndexOf("/");
-  if (!sessionFileListed(path.slice(0, slash), path.slice(slash + 1))) return undefined;
+  if (!listedWithParent(path)) return undefined;
   let text: string;
   try {
     text = utf8Decoder.decode(Deno.readFileSync(path));
