@@ -432,3 +432,23 @@ Deno.test("real plink loads sessions we save (odd names, Default Settings)", asy
     assert.equal(parseCommandLine(PLINK, ["-load", "noproto"], { env }).config.port, 3);
   });
 });
+
+Deno.test("a saved session is found however $PUTTYSESSIONS is spelled; none where there is none", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/s`);
+    await Deno.writeTextFile(`${dir}/s/${escapeSessionName("my host")}`, "HostName=example\n");
+    const original = Deno.cwd();
+    Deno.chdir(dir);
+    try {
+      for (const spelled of [`${dir}/s`, `${dir}/s/`, `${dir}/s//`, "s", "./s/"]) {
+        const env = envOf({ PUTTYSESSIONS: spelled });
+        assert.equal(readSessionSettings("my host", env)?.get("HostName"), "example", spelled);
+        assert.equal(readSessionSettings("nobody saved this", env), undefined, spelled);
+      }
+      const absent = envOf({ PUTTYSESSIONS: `${dir}/missing/s` });
+      assert.equal(readSessionSettings("my host", absent), undefined);
+    } finally {
+      Deno.chdir(original);
+    }
+  });
+});

@@ -24,7 +24,7 @@ import {
   type PuttyConfig,
   type SessionConfig,
 } from "./types.ts";
-import { puttyDir, sessionPath, sessionsDir } from "./putty_dir.ts";
+import { escapeSessionName, puttyDir, sessionPath, sessionsDir } from "./putty_dir.ts";
 import {
   addPortForward,
   atoi,
@@ -63,26 +63,27 @@ function folderLists(dir: string, name: string): boolean {
 }
 
 /**
- * Whether `path` is there, asked of the folders above it: a saved session is looked for before it
- * is read, so that the usual lookups of sessions nobody saved ("Default Settings", the host name)
- * fail without an error, the sessions folder missing too. A warm downstream makes two, and Deno's
- * first error object costs ~0.5 ms to build.
+ * Whether the sessions folder `dir` holds `file`, asked of the listings of it and of its parent: a
+ * saved session is looked for before it is read, so that the usual lookups of sessions nobody
+ * saved ("Default Settings", the host name) fail without an error, the sessions folder missing
+ * too. A warm downstream makes two, and Deno's first error object costs ~0.5 ms to build.
  */
-function listedWithParent(path: string): boolean {
-  const slash = path.lastIndexOf("/");
-  const dir = path.slice(0, slash);
-  const up = dir.lastIndexOf("/");
-  if (up >= 0 && !folderLists(dir.slice(0, up), dir.slice(up + 1))) return false;
-  return folderLists(dir, path.slice(slash + 1));
+function sessionFileListed(dir: string, file: string): boolean {
+  const folder = dir.replace(/(.)\/+$/, "$1");
+  const up = folder.lastIndexOf("/");
+  const name = folder.slice(up + 1);
+  if (up >= 0 && name && !folderLists(folder.slice(0, up), name)) return false;
+  return folderLists(folder, file);
 }
 
 /** The raw settings of a saved session, or undefined if there is no such session. */
 export function readSessionSettings(name: string, env: Env = processEnv): Settings | undefined {
-  const path = sessionPath(name, env);
-  if (!listedWithParent(path)) return undefined;
+  const dir = sessionsDir(env);
+  const file = escapeSessionName(name);
+  if (!sessionFileListed(dir, file)) return undefined;
   let text: string;
   try {
-    text = utf8Decoder.decode(Deno.readFileSync(path));
+    text = utf8Decoder.decode(Deno.readFileSync(`${dir}/${file}`));
   } catch {
     return undefined;
   }
