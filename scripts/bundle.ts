@@ -6,7 +6,8 @@
  *
  * The bundle is split at our dynamic imports (`--code-splitting`), so a downstream still never
  * loads ssh2, the transport or key code, and npm packages stay outside it (`--external npm:*`),
- * resolved through the copied deno.json and deno.lock as from source. Deno resolves every
+ * installed from the copied deno.lock into the bundle's own node_modules, where it is run with
+ * deno_flags.ts's BUNDLE_FLAGS (no config or lock file read at start-up). Deno resolves every
  * dynamic import it can read at start-up, the npm ones included (~2 ms and ~2 MiB a run, used
  * or not), so the bundle's dynamic imports are rewritten to a form it cannot read ahead.
  *
@@ -18,7 +19,7 @@ import { joinWarmPath } from "./bundle_merge.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-/** The files besides the bundle that resolve its npm imports as from source. */
+/** The files besides the bundle that install its npm packages as the sources pin them. */
 const CONFIG_FILES = ["deno.json", "deno.lock"];
 
 /** A dynamic import of a string literal (a chunk, an npm package): Deno resolves it at start-up. */
@@ -43,6 +44,19 @@ async function runBundle(deno: string, args: string[]): Promise<void> {
   }).output();
   if (!built.success) {
     throw new Error(`deno bundle failed: ${new TextDecoder().decode(built.stderr).trim()}`);
+  }
+}
+
+/** Installs the npm packages deno.lock pins into `dir`/node_modules, checked against it. */
+async function installPackages(deno: string, dir: string): Promise<void> {
+  const installed = await new Deno.Command(deno, {
+    args: ["install", "--quiet", "--frozen", "--node-modules-dir=auto"],
+    cwd: dir,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!installed.success) {
+    throw new Error(`deno install failed: ${new TextDecoder().decode(installed.stderr).trim()}`);
   }
 }
 
@@ -101,6 +115,7 @@ export async function buildBundle(outDir: string, deno = Deno.execPath()): Promi
     await minifyEach(deno, staging);
     await rewriteDynamicImports(staging);
     for (const name of CONFIG_FILES) await Deno.copyFile(`${ROOT}${name}`, `${staging}/${name}`);
+    await installPackages(deno, staging);
     await Deno.stat(`${staging}/mod.js`);
     await Deno.remove(out, { recursive: true }).catch(() => {});
     await Deno.rename(staging, out);

@@ -24,11 +24,12 @@ lib="$(cd "$(dirname "$lib")" && pwd)/$(basename "$lib")"
 # deno bundle fetches esbuild from the npm registry the first time; without it the wrappers run
 # the sources, which work the same but start slower.
 entry="$lib/mod.js"
+flags="$("$deno_bin" run --quiet "$here/scripts/deno_flags.ts" --bundle)"
 if ! "$deno_bin" run -A --quiet "$here/scripts/bundle.ts" "$lib" >/dev/null; then
   echo "install.sh: could not build the bundle; the wrappers run $here/mod.ts instead" >&2
   entry="$here/mod.ts"
+  flags="$("$deno_bin" run --quiet "$here/scripts/deno_flags.ts")"
 fi
-flags="$("$deno_bin" run --quiet "$here/scripts/deno_flags.ts")"
 for tool in plink pscp psftp putty; do
   cat > "$dest/$tool" <<WRAP
 #!/usr/bin/env bash
