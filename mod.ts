@@ -54,7 +54,8 @@ async function argv0(): Promise<string | undefined> {
   }
 }
 
-if (import.meta.main) {
+/** Runs the tool that argv[0] or the first argument names, and exits with its code. */
+async function runCommandLine(): Promise<never> {
   const picked = toolFromArgv(await argv0(), Deno.args);
   if (!picked) {
     Deno.stderr.writeSync(new TextEncoder().encode(USAGE));
@@ -63,3 +64,7 @@ if (import.meta.main) {
   const { runTool } = await import("./cmd/main.ts");
   Deno.exit(await runTool(picked.tool, picked.args));
 }
+
+// Not awaited here: the bundle (scripts/bundle.ts) joins the warm path into this module, and the
+// tools' parts it loads later import it, which they can only once it has been evaluated.
+if (import.meta.main) runCommandLine();

@@ -107,11 +107,10 @@ export async function buildBundle(outDir: string, deno = Deno.execPath()): Promi
   await Deno.remove(staging, { recursive: true }).catch(() => {});
   try {
     await runBundle(deno, ["--code-splitting", "--outdir", staging, `${ROOT}mod.ts`]);
-    await rewriteDynamicImports(staging);
     const rebundle = (entry: string, externals: string[], out: string) =>
       runBundle(deno, [...externals.flatMap((x) => ["--external", x]), "-o", out, entry]);
-    const main = await chunkOf(staging, "main");
-    await joinWarmPath(staging, main, [await chunkOf(staging, "plink")], ["mod.js"], rebundle);
+    const warm = [await chunkOf(staging, "main"), await chunkOf(staging, "plink")];
+    await joinWarmPath(staging, "mod.js", warm, rebundle);
     await minifyEach(deno, staging);
     await rewriteDynamicImports(staging);
     for (const name of CONFIG_FILES) await Deno.copyFile(`${ROOT}${name}`, `${staging}/${name}`);

@@ -1,15 +1,11 @@
 /**
- * Joins the chunks a warm `plink -share host cmd` loads into one file, after `deno bundle
+ * Joins the files a warm `plink -share host cmd` loads into the entry, after `deno bundle
  * --code-splitting` (scripts/bundle.ts). Code splitting puts every module that two lazily loaded
  * parts share into a chunk of its own, so the warm path loaded ~24 files; Deno pays for each
- * module it loads (resolving, reading, a code-cache lookup, instantiating): paired, the same
- * 120 KB as 24 modules took ~3 ms and ~1 MiB more than as one.
- *
- * The chunks `head` (cmd/main.ts's file) and `tails` (plink's) import, directly or through each
- * other, are bundled again, without splitting, together with `head` into `head`'s own file, which
- * exports the head's names as before and each joined chunk's names as `name$CHUNKID`. The other
- * files' imports of a joined chunk are pointed at `head`'s file. Each module still exists once.
- * Chunks the files that load `head` import (`before`) stay as they are.
+ * module it loads (resolving, reading, a code-cache lookup, instantiating), and more for one it
+ * loads lazily: paired, the same 120 KB as 24 modules took ~3 ms and ~1 MiB more than as one, and
+ * the last five files (the entry, two small chunks, cmd/main.ts's and plink's, two of them loaded
+ * lazily) ~1.6 ms and 0.9 MiB more than as one. Each module still exists once.
  */
 
 /** One `import ... from "./file"` or `import "./file"` of a sibling file, as esbuild writes it. */
@@ -57,15 +53,17 @@ function exportList(name: string, code: string): [string, string][] {
 const chunkId = (file: string) => file.replace(/\.js$/, "").replace(/[^A-Za-z0-9_]/g, "_");
 
 /**
- * Joins into `dir/head` the chunks reachable by static imports from `head` and `tails`, less
- * those reachable from `before`. `bundle` runs `deno bundle` on an entry file with the given
- * external files and writes the result to `out`.
+ * Joins into `dir/head` (the entry) the files `inline` it loads lazily, directly or through each
+ * other, and every chunk those and `head` import. `bundle` runs `deno bundle` on an entry file
+ * with the given external files and writes the result to `out`. The joined file is `head`'s code,
+ * its lazy imports of `inline` files resolved within it, exporting `head`'s names as before and
+ * each joined file's as `name$FILEID`; the other files' imports of a joined file are pointed at
+ * `head`, which they may import only once it has been evaluated (no top-level await in it).
  */
 export async function joinWarmPath(
   dir: string,
   head: string,
-  tails: string[],
-  before: string[],
+  inline: string[],
   bundle: (entry: string, externals: string[], out: string) => Promise<void>,
 ): Promise<void> {
   const files = new Map<string, string>();
@@ -75,53 +73,43 @@ export async function joinWarmPath(
     }
   }
   const imports = new Map([...files].map(([n, c]) => [n, siblingImports(n, c)]));
-  const reach = (roots: string[]) => {
-    const seen = new Set<string>();
-    const todo = [...roots];
-    for (let f = todo.pop(); f !== undefined; f = todo.pop()) {
-      for (const i of imports.get(f) ?? []) {
-        if (!seen.has(i.from)) seen.add(i.from), todo.push(i.from);
-      }
+  const joined = new Set(inline);
+  const todo = [head, ...inline];
+  for (let f = todo.pop(); f !== undefined; f = todo.pop()) {
+    for (const i of imports.get(f) ?? []) {
+      if (!joined.has(i.from)) joined.add(i.from), todo.push(i.from);
     }
-    return seen;
-  };
-  const loaded = new Set([...before, ...reach(before)]);
-  const joined = new Set([...reach([head, ...tails])].filter((f) => !loaded.has(f) && f !== head));
-  for (const t of tails) joined.delete(t);
+  }
+  joined.delete(head);
   for (const f of joined) {
-    if (!files.has(f) || !f.startsWith("chunk-")) throw new Error(`cannot join ${f}`);
+    if (!files.has(f) || !(inline.includes(f) || f.startsWith("chunk-"))) {
+      throw new Error(`cannot join ${f}`);
+    }
   }
   // deno bundle reads import.meta.main as false in all but its entry.
-  for (const f of [head, ...joined]) {
+  for (const f of joined) {
     if (files.get(f)!.includes("import.meta")) throw new Error(`${f} uses import.meta`);
-  }
-  // What the joined file imports from outside must not lead back into it.
-  const outside = new Set<string>();
-  for (const f of [head, ...joined]) {
-    for (const i of imports.get(f)!) if (!joined.has(i.from)) outside.add(i.from);
-  }
-  for (const f of reach([...outside])) {
-    if (joined.has(f) || f === head) throw new Error(`${f} would import itself`);
   }
 
   const entry = `${dir}/joined-entry.mjs`;
-  const lines = [`export * from "./${head}";`];
+  const lines = [files.get(head)!];
   for (const f of joined) {
     const list = exportList(f, files.get(f)!).map(([, x]) => `${x} as ${x}$${chunkId(f)}`);
     lines.push(list.length ? `export { ${list.join(", ")} } from "./${f}";` : `import "./${f}";`);
   }
   await Deno.writeTextFile(entry, lines.join("\n") + "\n");
   const out = `${dir}/joined.out.js`;
+  const others = [...files.keys()].filter((f) => f !== head && !joined.has(f));
   try {
-    await bundle(entry, [...outside].map((f) => `./${f}`), out);
+    await bundle(entry, others.map((f) => `./${f}`), out);
     await Deno.rename(out, `${dir}/${head}`);
   } finally {
     await Deno.remove(entry).catch(() => {});
   }
   for (const f of joined) await Deno.remove(`${dir}/${f}`);
 
-  for (const [name, code] of files) {
-    if (name === head || joined.has(name)) continue;
+  for (const name of others) {
+    const code = files.get(name)!;
     let next = code;
     for (const i of imports.get(name)!) {
       if (!joined.has(i.from)) continue;
