@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { descendants, type Sshd, startSshd } from "../tests/fixtures/sshd.ts";
 import { DENO, MOD } from "../tests/fixtures/tools.ts";
 import { buildBundle } from "./bundle.ts";
-import { BUNDLE_FLAGS, DENO_RUN_FLAGS } from "./deno_flags.ts";
+import { runFlags } from "./deno_flags.ts";
 import { after } from "../lib/util/timer.ts";
 import { upstreamExists } from "../lib/share/rendezvous.ts";
 import { openDownstream } from "../lib/share/downstream.ts";
@@ -256,8 +256,10 @@ export class BenchContext {
 
   /** Our plink (or pscp, psftp), run the way scripts/install.sh's wrappers run it. */
   ours(args: string[], tool: "plink" | "pscp" | "psftp" = "plink", entry = this.entry): Cmd {
-    const flags = entry === MOD ? DENO_RUN_FLAGS : [...DENO_RUN_FLAGS, ...BUNDLE_FLAGS];
-    return { cmd: DENO, args: ["run", "-A", "--quiet", ...flags, entry, tool, ...args] };
+    return {
+      cmd: DENO,
+      args: ["run", "-A", "--quiet", ...runFlags(entry !== MOD), entry, tool, ...args],
+    };
   }
 
   /** Ours run from the sources (`deno run mod.ts`), not from the installed bundle. */

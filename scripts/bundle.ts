@@ -7,7 +7,7 @@
  * The bundle is split at our dynamic imports (`--code-splitting`), so a downstream still never
  * loads ssh2, the transport or key code, and npm packages stay outside it (`--external npm:*`),
  * installed from the copied deno.lock into the bundle's own node_modules, where it is run with
- * deno_flags.ts's BUNDLE_FLAGS (no config or lock file read at start-up). Deno resolves every
+ * deno_flags.ts's runFlags(true) (no config or lock file read at start-up). Deno resolves every
  * dynamic import it can read at start-up, the npm ones included (~2 ms and ~2 MiB a run, used
  * or not), so the bundle's dynamic imports are rewritten to a form it cannot read ahead.
  *

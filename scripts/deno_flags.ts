@@ -40,9 +40,11 @@ export const DENO_RUN_FLAGS = [
  * `plink -share host true` peaks at 36.4 MiB with these flags against 37.9 without (hello world:
  * 28.0), alternating runs.
  */
-export const BUNDLE_FLAGS = ["--no-config", "--node-modules-dir=manual"];
+const BUNDLE_FLAGS = ["--no-config", "--node-modules-dir=manual"];
 
-if (import.meta.main) {
-  const flags = Deno.args[0] === "--bundle" ? [...DENO_RUN_FLAGS, ...BUNDLE_FLAGS] : DENO_RUN_FLAGS;
-  console.log(flags.join(" "));
+/** The flags for running the bundle (`bundle`) or the sources. */
+export function runFlags(bundle: boolean): string[] {
+  return bundle ? [...DENO_RUN_FLAGS, ...BUNDLE_FLAGS] : DENO_RUN_FLAGS;
 }
+
+if (import.meta.main) console.log(runFlags(Deno.args[0] === "--bundle").join(" "));
