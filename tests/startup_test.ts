@@ -3,7 +3,8 @@
  * any crypto, or any node: module (Deno's Node layer alone costs ~20 ms of start-up; the speed of
  * a warm downstream command is what sharing is for). Heavy modules are imported dynamically, only
  * where needed; this checks the static import graph from mod.ts through cmd/plink.ts, and that
- * warm downstream commands never touch the globals Deno builds lazily and dearly (lib/util/timer.ts).
+ * warm downstream commands never touch the globals Deno builds lazily and dearly (lib/util/timer.ts)
+ * and that a plain plink command makes no error object on its way out.
  */
 
 import assert from "node:assert/strict";
@@ -71,7 +72,7 @@ const OTHER_TOOLS: Record<string, RegExp> = {
 
 Deno.test(
   "warm downstream plink, pscp and psftp never touch Node's timers, Buffer, process or streams, " +
-    "and load no transport, key, Node or other tools' module",
+    "and load no transport, key, Node or other tools' module; plink's ending makes no error object",
   { sanitizeOps: false, sanitizeResources: false },
   async () => {
     const s = await startSshd();
@@ -82,9 +83,10 @@ Deno.test(
       await Deno.writeTextFile(`${local}/up.txt`, "uploaded\n");
       await Deno.writeTextFile(`${local}/batch`, `put ${local}/up.txt ${dir}/p.txt\nls ${dir}\n`);
       const trap = fileURLToPath(new URL("./fixtures/lazy_globals_trap.ts", import.meta.url));
+      const errors = fileURLToPath(new URL("./fixtures/error_objects_trap.ts", import.meta.url));
       const o = {
         env: { ...s.env, ...MODULE_LOG },
-        denoFlags: ["--preload", trap],
+        denoFlags: ["--preload", trap, "--preload", errors],
         stdin: "stdin data\n",
       };
       const host = `${s.user}@${s.host}`;
@@ -116,6 +118,8 @@ Deno.test(
       assert.match(runs[3].stdout, /p\.txt/);
       const touched = runs.flatMap((r) => r.stderr.split("\n").filter((l) => l.startsWith("LAZY")));
       assert.deepEqual(touched, []);
+      const made = runs[0].stderr.split("\n").filter((l) => l.startsWith("ERROR-MADE"));
+      assert.deepEqual(made, [], "plink's orderly end made error objects");
       const tools = ["plink", "pscp", "pscp", "psftp"];
       runs.forEach((r, i) => {
         const loaded = loadedFiles(r.stderr);
