@@ -8,7 +8,7 @@ import { SshConnection } from "../ssh/connection.ts";
 import { SHARING_LIMITS } from "./limits.ts";
 import { type Greeting, SocketPort } from "./socket_port.ts";
 import { greetingTimeoutMs } from "./accept_guard.ts";
-import { after } from "../util/timer.ts";
+import { watchdog } from "../util/timer.ts";
 import { VERSION } from "../version.ts";
 
 /** The upstream accepted our connection but never greeted us (e.g. it is out of descriptors). */
@@ -42,7 +42,7 @@ export async function greetUpstream(
   let cancel = () => {};
   try {
     greeting = await new Promise<Greeting>((resolve, reject) => {
-      cancel = after(timeoutMs, () =>
+      cancel = watchdog(timeoutMs, () =>
         reject(
           new GreetingTimeoutError(`upstream sent no greeting in ${timeoutMs / 1000} s`),
         ));

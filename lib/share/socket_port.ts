@@ -14,7 +14,7 @@ import {
 import { ConnectionClosedError } from "../ssh/channel.ts";
 import { isFramed } from "../ssh/framed_payload.ts";
 import { inboundBuffer } from "../ssh/inbound_reuse.ts";
-import { after } from "../util/timer.ts";
+import { watchdog } from "../util/timer.ts";
 import {
   DISCONNECT_PROTOCOL_ERROR,
   message,
@@ -147,7 +147,7 @@ export class SocketPort extends OutboxPort implements PacketPort {
     this.rejectGreeting(err);
     if (!this.outbox.busy) return this.fail(err);
     this.closeReason = err;
-    this.cancelCloseTimer = after(CLOSE_FLUSH_MS, () => this.fail(err));
+    this.cancelCloseTimer = watchdog(CLOSE_FLUSH_MS, () => this.fail(err));
   }
 
   /** `err`: what went wrong; none when we closed the port in order. */
