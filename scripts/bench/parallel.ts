@@ -30,35 +30,35 @@ export const parallel: Section = {
     const n = ctx.quick ? 10 : 100;
     const reps = ctx.quick ? 1 : 5;
     const dir = await Deno.makeTempDir({ prefix: "pk-bench-hello-" });
+    const ours = {
+      name: "ours (plink -share)",
+      cmd: ctx.ours(["-share", "-batch", ...ctx.target, "true"]),
+      start: () => ctx.startUpstream("ours"),
+      ms: [] as number[],
+    };
+    const variants: { name: string; cmd: Cmd; start?: () => Promise<Running>; ms: number[] }[] = [
+      ours,
+      {
+        name: "OpenSSH mux (ssh -S)",
+        cmd: ctx.ssh(["true"], true),
+        start: () => ctx.startSshMaster(),
+        ms: [],
+      },
+      {
+        name: "PuTTY plink -share",
+        cmd: ctx.real(["-share", "-batch", ...ctx.target, "true"]),
+        start: () => ctx.startUpstream("real"),
+        ms: [],
+      },
+      {
+        name: "deno run hello.ts (the floor)",
+        cmd: { cmd: DENO, args: ["run", "--quiet", `${dir}/hello.ts`] },
+        ms: [],
+      },
+    ];
     let oursDownstreamAuths = 0;
-    const samples = new Map<string, number[]>();
     try {
       await Deno.writeTextFile(`${dir}/hello.ts`, 'console.log("hello");\n');
-      const variants: {
-        name: string;
-        cmd: Cmd;
-        start?: () => Promise<Running>;
-      }[] = [
-        {
-          name: "ours (plink -share)",
-          cmd: ctx.ours(["-share", "-batch", ...ctx.target, "true"]),
-          start: () => ctx.startUpstream("ours"),
-        },
-        {
-          name: "OpenSSH mux (ssh -S)",
-          cmd: ctx.ssh(["true"], true),
-          start: () => ctx.startSshMaster(),
-        },
-        {
-          name: "PuTTY plink -share",
-          cmd: ctx.real(["-share", "-batch", ...ctx.target, "true"]),
-          start: () => ctx.startUpstream("real"),
-        },
-        {
-          name: "deno run hello.ts (the floor)",
-          cmd: { cmd: DENO, args: ["run", "--quiet", `${dir}/hello.ts`] },
-        },
-      ];
       // The batches take turns, in an order that turns from round to round, so load that comes
       // and goes on a shared machine hits every row alike; each upstream runs for its batch only
       // (ours and PuTTY's would share the one socket).
@@ -68,11 +68,8 @@ export const parallel: Section = {
           const up = await v.start?.();
           try {
             const before = await ctx.sshd.authCount();
-            const ms = await batch(ctx, v.name, v.cmd, n);
-            if (v.name.startsWith("ours")) {
-              oursDownstreamAuths += (await ctx.sshd.authCount()) - before;
-            }
-            samples.set(v.name, [...(samples.get(v.name) ?? []), ms]);
+            v.ms.push(await batch(ctx, v.name, v.cmd, n));
+            if (v === ours) oursDownstreamAuths += (await ctx.sshd.authCount()) - before;
           } finally {
             await up?.stop();
           }
@@ -81,18 +78,17 @@ export const parallel: Section = {
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
-    const rows: Row[] = [...samples].map(([name, ms]) => ({ name, stats: stats(ms) }));
+    const rows: Row[] = variants.map((v) => ({ name: v.name, stats: stats(v.ms) }));
 
-    const ours0 = "ours (plink -share)";
     return [{
       title: `${n} parallel downstream commands (\`true\`), wall time per batch of ${n} ` +
         `(${reps} batches each, taking turns)`,
       unit: "ms",
       rows,
       ratios: [
-        ratio(rows, ours0, "OpenSSH mux (ssh -S)"),
-        ratio(rows, ours0, "PuTTY plink -share"),
-        ratio(rows, ours0, "deno run hello.ts (the floor)"),
+        ratio(rows, ours.name, "OpenSSH mux (ssh -S)"),
+        ratio(rows, ours.name, "PuTTY plink -share"),
+        ratio(rows, ours.name, "deno run hello.ts (the floor)"),
         ratio(rows, "deno run hello.ts (the floor)", "PuTTY plink -share"),
       ],
       notes: [
